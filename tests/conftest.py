@@ -1,0 +1,32 @@
+"""Shared test fixtures."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path to the real microscopy data beside the repository (``../shared/data``); skip when absent."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (clone the repo beside shared/ to run this test)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Two cores are shared with other processes: one torch thread is much faster then (see docs)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
