@@ -1,0 +1,324 @@
+"""Whole-image translation with a trained SynDiff model: pixel-size rescale, overlapping tiles, cosine blending.
+
+Pixel-size rule. A model stores the working pixel size of each domain (``model.extra["pixel_size"]``, micrometres
+per pixel, see :mod:`ads_synth.translation.tiles`). An image of the source domain ``S`` at ``pixel_size`` is
+rescaled to ``S``'s working pixel size, normalised to [-1, 1], cut into overlapping tiles, translated in batches
+(:meth:`SynDiff.translate`, only the diffusive generator of the direction), blended with cosine windows
+(:func:`ads_synth.data.tiling.apply_tiled`, memory bounded by one band of tiles) and mapped from [-1, 1] to the full
+8-bit range. On that working grid the result depicts the target domain ``T`` at ``T``'s working pixel size: a pixel
+of ``S``'s grid becomes a pixel of ``T``'s grid.
+
+* ``output_grid="input"``: the result is resized back to the input's shape; its effective pixel size is
+  ``pixel_size * work_T / work_S`` (the input's field of view, at the target's scale).
+* ``output_grid="model"``: the result stays on the working grid; its effective pixel size is ``work_T``. The
+  nnU-Net tutorship pipeline uses this and rescales labels to match.
+
+Seeds: the batch of tiles starting at tile index ``k`` is translated with seed ``seed * 1_000_003 + k``, so a result
+depends only on ``seed``, the tiling and ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
+from ads_synth.data.normalize import normalize
+from ads_synth.data.resample import rescale, resize_to, scale_factor
+from ads_synth.data.tiling import apply_tiled
+from ads_synth.errors import InputError
+from ads_synth.translation.trainer import CONFIG_NAME, RUN_FORMAT, resolve_device
+
+DIRECTIONS = ("L2U", "U2L")
+OUTPUT_GRIDS = ("input", "model")
+
+
+def _domains(direction):
+    if direction not in DIRECTIONS:
+        raise InputError(f"--direction {direction!r}: choose L2U (labeled to unlabeled) or U2L.")
+    return direction[0], direction[-1]
+
+
+def working_pixel_sizes(model, source="model"):
+    """``{"L": p_L, "U": p_U}`` from ``model.extra``; InputError when the model has none."""
+    extra = getattr(model, "extra", None) or {}
+    sizes = extra.get("pixel_size") if isinstance(extra, dict) else None
+    if not isinstance(sizes, dict) or not all(k in sizes for k in ("L", "U")):
+        raise InputError(f"{source}: the model carries no working pixel sizes (extra['pixel_size']); use a model "
+                         "trained with 'ads-synth translation train'.")
+    return {k: check_pixel_size(sizes[k], f"{source} working pixel size {k}") for k in ("L", "U")}
+
+
+def default_tile(model):
+    """Tile side for translation: the training tile size, rounded up to the model's size multiple."""
+    size = int(model.config.image_size)
+    m = int(getattr(model, "size_multiple", 1))
+    return -(-size // m) * m
+
+
+def _to_uint8(block):
+    return np.rint((np.clip(block, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def translate_image(model, image, pixel_size, direction, *, output_grid="input", tile=None, overlap=None,
+                    batch_size=4, seed=0, progress=True):
+    """Translate one whole 2-D image.
+
+    Parameters
+    ----------
+    model : SynDiff
+        Translation model with working pixel sizes in ``model.extra`` (:func:`load_translation_model`).
+    image : numpy.ndarray
+        2-D grayscale image of the source domain (any real dtype; normalised per image).
+    pixel_size : float
+        Micrometres per pixel of ``image``.
+    direction : {"L2U", "U2L"}
+    output_grid : {"input", "model"}
+        Return the result on the input's grid or on the target's working grid (see the module docstring).
+    tile : int, optional
+        Tile side (a multiple of ``model.size_multiple``); default the training tile size.
+    overlap : int, optional
+        Minimum overlap of neighbouring tiles; default an eighth of the tile (cosine blending across it).
+    batch_size : int
+        Tiles per forward pass.
+    seed : int
+        Seed of the diffusion sampling (see the module docstring).
+    progress : bool
+        tqdm bar over tiles.
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        uint8 image and its effective pixel size (micrometres per pixel).
+
+    Raises
+    ------
+    InputError
+        No or an invalid pixel size, a bad direction / grid, a model without working pixel sizes.
+    """
+    source, target = _domains(direction)
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"output grid {output_grid!r}: choose 'input' or 'model'.")
+    if pixel_size is None:
+        raise InputError("the image has no pixel size; give it with --pixel-size (micrometres per pixel).")
+    pixel_size = check_pixel_size(pixel_size, "pixel size")
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InputError(f"expected a 2-D grayscale image, got shape {image.shape}.")
+    work = working_pixel_sizes(model)
+    tile = int(tile or default_tile(model))
+    multiple = int(getattr(model, "size_multiple", 1))
+    if tile < multiple or tile % multiple:
+        raise InputError(f"--tile {tile}: must be a positive multiple of {multiple} for this model.")
+    overlap = tile // 8 if overlap is None else int(overlap)
+    if not 0 <= overlap < tile:
+        raise InputError(f"--overlap {overlap}: must be at least 0 and smaller than the tile ({tile}).")
+
+    x, _ = normalize(image)
+    factor = scale_factor(pixel_size, work[source])
+    if abs(factor - 1.0) > 1e-6:
+        x = rescale(x, factor, order=1)
+    device = next(model.parameters()).device
+    done = [0]
+
+    @torch.no_grad()
+    def fn(batch):
+        xb = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
+        yb = model.translate(xb, direction, seed=seed * 1_000_003 + done[0])
+        done[0] += len(batch)
+        return yb[:, 0].float().cpu().numpy()
+
+    was_training = model.training
+    model.eval()
+    try:
+        if output_grid == "model":
+            out = apply_tiled(x, fn, tile, overlap, batch_size=batch_size, progress=progress,
+                              postprocess=_to_uint8, desc=f"translate {direction}")
+            return out, work[target]
+        out = apply_tiled(x, fn, tile, overlap, batch_size=batch_size, progress=progress,
+                          desc=f"translate {direction}")
+    finally:
+        model.train(was_training)
+    del x
+    out = _to_uint8(resize_to(out, image.shape, order=1))
+    return out, pixel_size * work[target] / work[source]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------------------------
+def resolve_model_card(name):
+    """Hook for named models (``ads_synth_models`` cards): the folder of the model called ``name``, or None.
+
+    Model cards are not shipped yet; the function returns None until they are.
+    """
+    try:
+        from ads_synth_models import cards  # noqa: F401
+    except ImportError:
+        return None
+    find = getattr(cards, "find_translation_model", None)
+    return Path(find(name)) if find is not None and find(name) is not None else None
+
+
+def _is_run_dir(path):
+    config = path / CONFIG_NAME
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_translation_model(path, device=None):
+    """Load a translation model for inference.
+
+    Parameters
+    ----------
+    path : str or Path
+        A training run folder (its ``best/``, else ``last/``), a folder written by ``SynDiff.save_pretrained``, or
+        a model card name (see :func:`resolve_model_card`).
+    device : str or torch.device, optional
+        Default CUDA when available.
+
+    Returns
+    -------
+    SynDiff
+        In eval mode on ``device``, with working pixel sizes in ``model.extra``.
+
+    Raises
+    ------
+    InputError
+        Not found, not a translation model, or a run without a saved model yet.
+    """
+    from ads_synth.translation.model import SynDiff
+
+    device = resolve_device(device)
+    given = str(path)
+    path = Path(path)
+    if not path.exists():
+        found = resolve_model_card(given)
+        if found is None:
+            raise InputError(f"{given}: no such model folder or model name; give a training run folder or a "
+                             "folder saved by ads-synth translation train (best/ or last/).")
+        path = found
+    if path.is_dir() and _is_run_dir(path):
+        for sub in ("best", "last"):
+            if (path / sub).is_dir():
+                path = path / sub
+                break
+        else:
+            raise InputError(f"{given}: this training run has saved no model yet (best/ or last/); wait for its "
+                             "first scoring or checkpoint.")
+    try:
+        model = SynDiff.from_pretrained(path, map_location=device)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure to read means "not a translation model"
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{given}: not a SynDiff translation model ({msg}); give a training run folder or its "
+                         "best/ or last/ folder.") from None
+    working_pixel_sizes(model, given)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------------------------
+def output_name(image_name, direction):
+    """File name of a translated image: ``<stem>_<direction>.png``."""
+    return f"{image_name}_{direction}.png"
+
+
+def _atomic_text(path, text):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, device=None, pixel_size=None,
+                    output_grid="input", tile=None, overlap=None, batch_size=4, seed=0, progress=True):
+    """Translate image files and write ``<stem>_<direction>.png`` (8-bit) into ``out_dir``.
+
+    Beside each image goes a sidecar ``<stem>_<direction>.json`` with its effective ``PixelSize`` (micrometres);
+    when all written images share one effective pixel size, ``pixel_size_in_micrometer.txt`` (AxonDeepSeg's
+    convention) is written too. Every input, pixel size and output file is checked before anything is written.
+
+    Parameters
+    ----------
+    model_dir : str, Path or SynDiff
+        What :func:`load_translation_model` accepts, or a loaded model.
+    inputs : list of str or Path
+        Image files, folders, BIDS or nnU-Net datasets (:func:`ads_synth.data.datasets.find_samples`).
+    out_dir : str or Path
+    direction : {"L2U", "U2L"}
+    overwrite : bool
+        Replace existing outputs.
+    device : str, optional
+    pixel_size : float, optional
+        Micrometres per pixel for every input (default: each image's own).
+    output_grid, tile, overlap, batch_size, seed, progress
+        As in :func:`translate_image`.
+
+    Returns
+    -------
+    list of Path
+        The images written.
+    """
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.data.images import require_pixel_size
+    from ads_synth.data.writers import check_targets, write_image, write_pixel_size
+
+    _domains(direction)
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"output grid {output_grid!r}: choose 'input' or 'model'.")
+    if not inputs:
+        raise InputError("no input images given; pass -i IMAGE_OR_FOLDER.")
+    samples, names = [], {}
+    for item in inputs:
+        for s in find_samples(item):
+            if s.name in names:
+                if Path(names[s.name]).resolve() == Path(s.image).resolve():
+                    continue
+                raise InputError(f"{s.image}: same name as {names[s.name]}; both would write "
+                                 f"{output_name(s.name, direction)}: translate them into different folders.")
+            names[s.name] = s.image
+            samples.append(s)
+    sizes = [require_pixel_size(s.image, pixel_size) for s in samples]
+    model = model_dir if isinstance(model_dir, torch.nn.Module) else load_translation_model(model_dir, device)
+    work = working_pixel_sizes(model, str(model_dir) if not isinstance(model_dir, torch.nn.Module) else "model")
+    source, target = _domains(direction)
+    effective = [work[target] if output_grid == "model" else px * work[target] / work[source] for px in sizes]
+
+    out_dir = Path(out_dir)
+    images = [out_dir / output_name(s.name, direction) for s in samples]
+    sidecars = [p.with_suffix(".json") for p in images]
+    check_targets(images + sidecars, overwrite)
+    uniform = max(effective) - min(effective) <= 1e-9 * max(effective)
+    txt = out_dir / PIXEL_SIZE_FILE
+    if uniform and txt.is_file() and not overwrite:
+        try:
+            existing = read_pixel_size_file(txt)
+        except InputError:
+            existing = None
+        if existing is None or abs(existing - effective[0]) > 1e-9 * effective[0]:
+            raise InputError(f"{txt}: already exists with another pixel size than {effective[0]:g}; pass "
+                             "--overwrite or choose another output folder.")
+
+    written = []
+    for k, (sample, px, eff, out_path, sidecar) in enumerate(zip(samples, sizes, effective, images, sidecars)):
+        if progress:
+            print(f"[{k + 1}/{len(samples)}] {sample.image} ({px:g} um/px) -> {out_path} ({eff:g} um/px)")
+        result, _ = translate_image(model, read_image(sample.image), px, direction, output_grid=output_grid,
+                                    tile=tile, overlap=overlap, batch_size=batch_size, seed=seed, progress=progress)
+        write_image(out_path, result, overwrite=overwrite)
+        _atomic_text(sidecar, json.dumps({"PixelSize": [eff, eff], "PixelSizeUnits": "um",
+                                          "TranslatedFrom": str(sample.image), "Direction": direction}) + "\n")
+        written.append(out_path)
+    if uniform:
+        write_pixel_size(out_dir, effective[0], overwrite=overwrite)
+    return written
