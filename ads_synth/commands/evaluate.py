@@ -1,0 +1,29 @@
+"""``ads-synth evaluate``: Dice, sensitivity and specificity of pseudo labels against manual labels (Table 2)."""
+
+
+def run(args):
+    from pathlib import Path
+
+    from ads_synth.segmentation.evaluate import evaluate, format_table, summarize, write_reports
+
+    evaluation = evaluate(args.pred, args.truth)
+    print(format_table(summarize(evaluation)))
+    for (strategy, fold), names in sorted(evaluation.missing.items()):
+        print(f"note: {strategy}/{fold}: no prediction for {len(names)} labeled image(s) ({', '.join(names[:3])}"
+              f"{', ...' if len(names) > 3 else ''})")
+    paths = write_reports(evaluation, Path(args.out) if args.out else Path(args.pred), overwrite=True)
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "evaluate", help="score pseudo labels against manual labels (Dice, sensitivity, specificity)",
+        description="Score the predictions under --pred (ads-synth pseudo's pseudo_labels/ folder: one sub-folder "
+        "per strategy, fold_<k>/ per fold with --per-fold) against the labeled dataset --truth; print the paper's "
+        "Table 2 (mean ± std over folds) and write CSV, Markdown and a figure.")
+    p.add_argument("--pred", required=True, metavar="DIR", help="prediction folder")
+    p.add_argument("--truth", required=True, metavar="DATASET", help="dataset with the manual labels")
+    p.add_argument("-o", "--out", default=None, metavar="DIR", help="where to write the reports (default: --pred)")
+    p.set_defaults(func=run)

@@ -1,0 +1,328 @@
+"""Building segmentation models: labeled images -> nnU-Net raw dataset -> plans -> trained folds + ``ads_synth.json``.
+
+Two kinds of training data, one builder (:func:`build_segmentation_model`):
+
+* :func:`labeled_cases`: the labeled domain L itself, every image rescaled to one reference pixel size (labels
+  nearest neighbour). The model segments L images (the adaptation path and the "L model applied directly" floor).
+* :func:`translated_cases`: tutorship, ``{X_L->U, Y_L}``: each labeled L image translated into U's look on the
+  translation model's working grid (``output_grid="model"``, effective pixel size = U's working pixel size), its
+  labels resized (nearest neighbour) to the translated image's shape. The model segments U images.
+
+Everything is resumable: the raw dataset is written once (``dataset.json`` last), planning and preprocessing are
+skipped when done, folds with ``checkpoint_final.pth`` are skipped and interrupted folds continue from
+``checkpoint_latest.pth``. Only the labeled domain's labels are ever read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from ads_synth.errors import InputError
+
+#: nnU-Net dataset ids in a work folder.
+TUTOR_DATASET_ID = 501
+LABELED_DATASET_ID = 502
+_SOURCE_FILE = "ads_synth_source.json"
+
+
+@dataclass
+class TrainSettings:
+    """How to train (the ``segmentation train`` / ``pseudo`` options).
+
+    Attributes
+    ----------
+    folds : list, optional
+        Folds to train (``parse_folds``); default 0..4.
+    trainer : {"compact", "default"}
+    patch_size, batch_size : int
+        Compact configuration (``--patch``); ignored by the default trainer.
+    epochs, iterations, val_iterations : int, optional
+        Schedule overrides (default: the trainer's).
+    device : str, optional
+    num_processes : int
+        nnU-Net's worker processes for fingerprinting and preprocessing.
+    progress, verbose : bool
+    """
+
+    folds: list | None = None
+    trainer: str = "compact"
+    patch_size: int = 256
+    batch_size: int = 4
+    epochs: int | None = None
+    iterations: int | None = None
+    val_iterations: int | None = None
+    device: str | None = None
+    num_processes: int = 2
+    progress: bool = True
+    verbose: bool = False
+
+    def compact_plan(self):
+        from ads_synth.segmentation.plans import CompactPlan
+
+        return CompactPlan(patch_size=int(self.patch_size), batch_size=int(self.batch_size))
+
+    def check(self):
+        """InputError for invalid settings (before anything is written)."""
+        from ads_synth.segmentation.trainer import configuration_for, parse_folds
+
+        self.folds = parse_folds(self.folds)
+        configuration_for(self.trainer)
+        self.compact_plan()
+        for name in ("epochs", "iterations", "val_iterations"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1.")
+        return self
+
+
+# -------------------------------------------------------------------------------------------------------------
+# training cases
+# -------------------------------------------------------------------------------------------------------------
+def reference_pixel_size(samples) -> float:
+    """Median pixel size of the samples (the L model's working pixel size when none is given)."""
+    sizes = [s.pixel_size for s in samples if s.pixel_size is not None]
+    if not sizes:
+        raise InputError(f"{samples[0].image}: no pixel size found; give --pixel-size (micrometres per pixel).")
+    return float(statistics.median(sizes))
+
+
+def check_labeled(samples):
+    """InputError unless every labeled sample has a pixel size (labels are checked by ``find_samples``)."""
+    for s in samples:
+        if s.pixel_size is None:
+            raise InputError(f"{s.image}: the labeled image has no pixel size; add a JSON sidecar or "
+                             "pixel_size_in_micrometer.txt beside it.")
+    return samples
+
+
+def labeled_cases(samples, pixel_size):
+    """Yield ``(case_id, image, label_map)`` of labeled samples rescaled to ``pixel_size``."""
+    from ads_synth.data.datasets import load_label_map
+    from ads_synth.data.images import read_image
+    from ads_synth.data.resample import rescale, scale_factor
+    from ads_synth.segmentation.dataset_export import case_ids
+
+    for case, s in zip(case_ids(s.name for s in samples), samples):
+        image, labels = read_image(s.image), load_label_map(s)
+        factor = scale_factor(s.pixel_size, pixel_size)
+        if abs(factor - 1.0) > 1e-6:
+            image, labels = rescale(image, factor, order=1), rescale(labels, factor, order=0)
+        yield case, image, labels
+
+
+def translated_cases(samples, translation_model, seed=0):
+    """Yield ``(case_id, X_L->U, Y_L)``: L images translated on the model grid, labels resized to match."""
+    from ads_synth.data.datasets import load_label_map
+    from ads_synth.data.images import read_image
+    from ads_synth.data.resample import resize_to
+    from ads_synth.segmentation.dataset_export import case_ids
+    from ads_synth.translation.translate import translate_image
+
+    for case, s in zip(case_ids(s.name for s in samples), samples):
+        image = read_image(s.image)
+        translated, _ = translate_image(translation_model, image, s.pixel_size, "L2U", output_grid="model",
+                                        seed=seed, progress=False)
+        labels = resize_to(load_label_map(s), translated.shape, order=0)
+        yield case, translated, labels
+
+
+# -------------------------------------------------------------------------------------------------------------
+# the builder
+# -------------------------------------------------------------------------------------------------------------
+_DATA_KEYS = ("pixel_size", "domain", "trained_on", "strategy")
+#: A model folder is only continued with the same data and the same network (configuration, compact plan).
+_MODEL_KEYS = _DATA_KEYS + ("configuration", "compact_plan")
+
+
+def _identity(info, keys=_DATA_KEYS):
+    return {k: info.get(k) for k in keys}
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, cases, n_cases, info, settings,
+                             channel_name="microscopy", overwrite=False) -> Path:
+    """Train (or finish training) a segmentation model folder.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        The model folder (``dataset.json``, ``plans.json``, ``fold_<k>/``, ``ads_synth.json``).
+    work_dir : str or Path
+        nnU-Net's raw / preprocessed / results folders.
+    dataset_id : int
+        nnU-Net dataset id inside ``work_dir``.
+    dataset_label : str
+        Name part of the nnU-Net dataset.
+    cases : callable
+        Returns an iterator of ``(case_id, image, label_map)``; called only when the raw dataset is missing.
+    n_cases : int
+        Number of cases (progress bar, fold check).
+    info : dict
+        ``ads_synth.json`` content: at least ``pixel_size``, ``domain``, ``trained_on``, ``strategy``.
+    settings : TrainSettings
+    channel_name : str
+    overwrite : bool
+        Retrain when ``model_dir`` holds a model trained on something else (else InputError).
+
+    Returns
+    -------
+    Path
+        ``model_dir``.
+    """
+    from ads_synth import __version__
+    from ads_synth.segmentation.dataset_export import dataset_name, export_raw_dataset, verify_raw_dataset
+    from ads_synth.segmentation.nnunet_env import use_folders
+    from ads_synth.segmentation.plans import plan_and_preprocess
+    from ads_synth.segmentation.predict import finished_folds, read_model_info, write_model_info
+    from ads_synth.segmentation.trainer import configuration_for, train_folds
+
+    settings.check()
+    model_dir, work_dir = Path(model_dir), Path(work_dir)
+    if settings.folds != ["all"] and n_cases < 5:
+        raise InputError(f"{info.get('trained_on', {}).get('data', model_dir)}: {n_cases} labeled images are too "
+                         "few for five-fold cross-validation (at least 5); use --folds all.")
+    configuration = configuration_for(settings.trainer)
+    info = {**info, "configuration": configuration,
+            "compact_plan": settings.compact_plan().to_dict() if settings.trainer == "compact" else None}
+    existing = read_model_info(model_dir) if model_dir.is_dir() else {}
+    if existing and _identity(existing, _MODEL_KEYS) != _identity(info, _MODEL_KEYS):
+        if not overwrite:
+            changed = [k for k in _MODEL_KEYS if existing.get(k) != info.get(k)]
+            raise InputError(f"{model_dir}: holds a model trained with another {', '.join(changed)}; pass "
+                             "--overwrite to retrain it, or choose another output folder.")
+        shutil.rmtree(model_dir)
+        existing = {}
+    if model_dir.is_dir() and set(settings.folds) <= set(finished_folds(model_dir)):
+        return model_dir
+
+    folders = use_folders(work_dir)
+    name = dataset_name(dataset_id, dataset_label)
+    raw = folders.raw / name
+    source = _identity(info)
+    if _read_json(raw / _SOURCE_FILE) != source or not (raw / "dataset.json").is_file():
+        for stale in (raw, folders.preprocessed / name):
+            if stale.exists():
+                shutil.rmtree(stale)
+        export_raw_dataset(cases(), raw, channel_name=channel_name, overwrite=True, progress=settings.progress,
+                           total=n_cases)
+        verify_raw_dataset(raw)
+        (raw / _SOURCE_FILE).write_text(json.dumps(source, indent=2), encoding="utf-8")
+    log = work_dir / "nnunet_log.txt"
+    plan_and_preprocess(folders, dataset_id, configuration=configuration, compact=settings.compact_plan(),
+                        num_processes=settings.num_processes, log_file=log, verbose=settings.verbose)
+    full_info = {
+        **info,
+        "trainer": settings.trainer,
+        "folds": settings.folds,
+        "epochs": settings.epochs,
+        "iterations_per_epoch": settings.iterations,
+        "nnunet_dataset": name,
+        "ads_synth_version": __version__,
+    }
+    if existing:
+        full_info["folds"] = sorted(set(existing.get("folds") or []) | set(settings.folds), key=str)
+    write_model_info(model_dir, full_info)
+    train_folds(folders, name, model_dir, settings.folds, trainer=settings.trainer, epochs=settings.epochs,
+                iterations=settings.iterations, val_iterations=settings.val_iterations, device=settings.device,
+                progress=settings.progress, verbose=settings.verbose)
+    return model_dir
+
+
+def _paths(samples):
+    return sorted({str(Path(s.image).resolve().parent) for s in samples})
+
+
+def train_labeled_model(labeled, model_dir, work_dir=None, *, pixel_size=None, settings=None, overwrite=False,
+                        samples=None) -> Path:
+    """Train an nnU-Net model on labeled images of one domain (``ads-synth segmentation train``).
+
+    Parameters
+    ----------
+    labeled : str or Path or list
+        Labeled dataset(s) (anything ``find_samples`` reads), e.g. tem-srf and tem-nyu.
+    model_dir : str or Path
+    work_dir : str or Path, optional
+        nnU-Net's work folder; default ``<model_dir>_work``.
+    pixel_size : float, optional
+        Working pixel size; default the median of the images' pixel sizes.
+    settings : TrainSettings, optional
+    overwrite : bool
+    samples : list of Sample, optional
+        Already found samples (skips finding them again).
+
+    Returns
+    -------
+    Path
+        ``model_dir``.
+    """
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.data.images import check_pixel_size
+
+    settings = (settings or TrainSettings()).check()
+    sources = labeled if isinstance(labeled, (list, tuple)) else [labeled]
+    if samples is None:
+        samples = [s for src in sources for s in find_samples(src, require_labels=True)]
+    check_labeled(samples)
+    px = check_pixel_size(pixel_size, "--pixel-size") if pixel_size is not None else reference_pixel_size(samples)
+    model_dir = Path(model_dir)
+    work_dir = Path(work_dir) if work_dir is not None else model_dir.with_name(model_dir.name + "_work")
+    info = {
+        "pixel_size": px,
+        "domain": "L",
+        "strategy": "labeled",
+        "trained_on": {"data": [str(Path(s).resolve()) for s in sources], "n_images": len(samples)},
+    }
+    return build_segmentation_model(model_dir, work_dir, dataset_id=LABELED_DATASET_ID, dataset_label="labeled",
+                                    cases=lambda: labeled_cases(samples, px), n_cases=len(samples), info=info,
+                                    settings=settings, channel_name="L", overwrite=overwrite)
+
+
+def train_tutor_model(labeled_samples, translation_model, translation_path, model_dir, work_dir, *, settings=None,
+                      overwrite=False, seed=0) -> Path:
+    """Train the tutorship model on ``{X_L->U, Y_L}`` (see the module docstring).
+
+    Parameters
+    ----------
+    labeled_samples : list of Sample
+        Labeled L samples with pixel sizes.
+    translation_model : SynDiff
+        Loaded translation model (``load_translation_model``).
+    translation_path : str or Path
+        Where it came from (recorded in ``ads_synth.json``).
+    model_dir, work_dir : str or Path
+    settings : TrainSettings, optional
+    overwrite : bool
+    seed : int
+        Translation seed.
+
+    Returns
+    -------
+    Path
+        ``model_dir``.
+    """
+    from ads_synth.translation.translate import working_pixel_sizes
+
+    settings = (settings or TrainSettings()).check()
+    check_labeled(labeled_samples)
+    work = working_pixel_sizes(translation_model, str(translation_path))
+    info = {
+        "pixel_size": work["U"],
+        "domain": "U",
+        "strategy": "tutor",
+        "trained_on": {"data": _paths(labeled_samples), "n_images": len(labeled_samples),
+                       "translation": str(Path(translation_path).resolve()), "seed": seed},
+    }
+    return build_segmentation_model(model_dir, work_dir, dataset_id=TUTOR_DATASET_ID, dataset_label="tutor",
+                                    cases=lambda: translated_cases(labeled_samples, translation_model, seed),
+                                    n_cases=len(labeled_samples), info=info, settings=settings,
+                                    channel_name="L2U", overwrite=overwrite)

@@ -1,0 +1,144 @@
+"""nnU-Net trainer subclasses (this module imports nnU-Net: load it through :func:`trainer.trainer_class`).
+
+nnU-Net 2.2.1 looks trainer classes up by name inside ``nnunetv2/training/nnUNetTrainer`` only (there is no
+``nnUNet_extTrainer`` in this version), so these classes are instantiated directly from Python, never through
+``nnUNetv2_train``. They build exactly the network the plans describe, and every checkpoint they save names
+``'nnUNetTrainer'`` as its trainer: ``nnUNetPredictor.initialize_from_trained_model_folder`` and AxonDeepSeg
+5.5.0's own loader then rebuild the network from the plans, without ads-synth installed.
+
+* :class:`AdsSynthTrainer`: nnU-Net's ``nnUNetTrainer`` (its schedule: 1000 epochs x 250 iterations) with the
+  fixes needed here: a no-op ``_finish`` on the single-threaded augmenters (batchgenerators 0.25.5 lacks it and
+  ``on_train_end`` calls it when ``nnUNet_n_proc_DA=0``), in-process unpacking of the preprocessed data, output
+  into a chosen model folder, the trainer name in checkpoints, console output only when asked, and an optional
+  tqdm bar over iterations.
+* :class:`CompactTrainer`: the same with a CPU-sized schedule (fewer epochs and iterations), set as class
+  attributes; the constructor signature is nnUNetTrainer's (nnU-Net introspects it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from nnunetv2.training.dataloading.utils import _convert_to_npy
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+#: The trainer name written into checkpoints (the network comes from the plans).
+CHECKPOINT_TRAINER_NAME = "nnUNetTrainer"
+
+
+def _no_finish():
+    return None
+
+
+class AdsSynthTrainer(nnUNetTrainer):
+    """nnU-Net's trainer and schedule, usable from Python on a CPU (see the module docstring)."""
+
+    #: print nnU-Net's log lines on the console too
+    console = False
+    #: tqdm bar over training iterations
+    progress = False
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, unpack_dataset: bool = True,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, unpack_dataset, device)
+        self._bar = None
+
+    # -- where things go ----------------------------------------------------------------------------------------
+    def use_output_folder(self, folder):
+        """Train into ``folder/fold_<k>`` (plans.json and dataset.json into ``folder``), not nnUNet_results."""
+        folder = Path(folder)
+        old_fold_dir = Path(self.output_folder)
+        self.output_folder_base = str(folder)
+        self.output_folder = str(folder / f"fold_{self.fold}")
+        Path(self.output_folder).mkdir(parents=True, exist_ok=True)
+        old_log = Path(self.log_file)
+        self.log_file = str(Path(self.output_folder) / old_log.name)
+        if old_log.is_file() and old_log != Path(self.log_file):
+            shutil.move(str(old_log), self.log_file)
+        for empty in (old_fold_dir, old_fold_dir.parent):
+            try:
+                empty.rmdir()
+            except OSError:
+                pass
+
+    def print_to_log_file(self, *args, also_print_to_console=True, add_timestamp=True):
+        super().print_to_log_file(*args, also_print_to_console=also_print_to_console and self.console,
+                                  add_timestamp=add_timestamp)
+
+    # -- fixes -------------------------------------------------------------------------------------------------
+    def get_dataloaders(self):
+        train, val = super().get_dataloaders()
+        for loader in (train, val):
+            if not hasattr(loader, "_finish"):
+                loader._finish = _no_finish
+        return train, val
+
+    def on_train_start(self):
+        if self.unpack_dataset and self.local_rank == 0:
+            # nnU-Net unpacks through a spawned process pool; in-process is faster for a few hundred cases
+            for npz in sorted(Path(self.preprocessed_dataset_folder).glob("*.npz")):
+                _convert_to_npy(str(npz), True, False)
+        unpack, self.unpack_dataset = self.unpack_dataset, False
+        try:
+            super().on_train_start()
+        finally:
+            self.unpack_dataset = unpack
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            total = self.num_epochs * self.num_iterations_per_epoch
+            self._bar = tqdm(total=total, initial=self.current_epoch * self.num_iterations_per_epoch,
+                             desc=f"train fold {self.fold}", unit="it")
+
+    def save_checkpoint(self, filename: str) -> None:
+        super().save_checkpoint(filename)
+        if self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
+            return
+        checkpoint = torch.load(filename, map_location="cpu")
+        checkpoint["trainer_name"] = CHECKPOINT_TRAINER_NAME
+        tmp = f"{filename}.tmp"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, filename)
+
+    # -- progress ----------------------------------------------------------------------------------------------
+    def train_step(self, batch: dict) -> dict:
+        out = super().train_step(batch)
+        if self._bar is not None:
+            self._bar.update(1)
+        return out
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        if self._bar is not None:
+            log = self.logger.my_fantastic_logging
+            dice = log["dice_per_class_or_region"][-1] if log["dice_per_class_or_region"] else []
+            self._bar.set_postfix(loss=f"{log['train_losses'][-1]:.3f}",
+                                  dice=" ".join(f"{d:.2f}" for d in np.atleast_1d(dice)))
+
+    def on_train_end(self):
+        try:
+            super().on_train_end()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+
+class CompactTrainer(AdsSynthTrainer):
+    """:class:`AdsSynthTrainer` with a CPU-sized schedule (the epochs and iterations below, overridable)."""
+
+    compact_epochs = 14
+    compact_iterations_per_epoch = 25
+    compact_val_iterations_per_epoch = 5
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, unpack_dataset: bool = True,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, unpack_dataset, device)
+        self.num_epochs = self.compact_epochs
+        self.num_iterations_per_epoch = self.compact_iterations_per_epoch
+        self.num_val_iterations_per_epoch = self.compact_val_iterations_per_epoch
+        self.save_every = 1  # checkpoint_latest after every epoch: a stopped CPU run loses one epoch at most

@@ -1,0 +1,255 @@
+"""Segmenting with a trained nnU-Net v2 model folder through ``nnUNetPredictor``, in-process, fold by fold.
+
+A model folder has the layout nnU-Net writes and AxonDeepSeg installs: ``dataset.json``, ``plans.json`` and
+``fold_<k>/`` (or ``fold_all/``) with a checkpoint. Folders trained by ads-synth also carry ``ads_synth.json``
+(:data:`INFO_FILE`) with at least ``{"pixel_size", "domain", "trained_on", "strategy"}``; for an AxonDeepSeg
+folder the pixel size comes from the caller, or the image is segmented as it is (a warning, once per folder).
+
+Each fold predicts alone (nnU-Net's preprocessing once, then its sliding-window inference with each fold's
+weights), so that the per-fold softmax probabilities feed :class:`~ads_synth.segmentation.confidence.EnsembleStats`:
+the ensemble is nnU-Net's (mean of the folds' probabilities), and the agreement of the folds gives the confidence.
+Test-time mirroring is off by default (3x slower on a CPU); ``use_mirroring=True`` turns it on.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ads_synth.data.datasets import CLASSES
+from ads_synth.errors import InputError
+
+INFO_FILE = "ads_synth.json"
+CHECKPOINT_FINAL = "checkpoint_final.pth"
+#: Our class order (the channels of every probability array this module returns).
+CLASS_NAMES = tuple(sorted(CLASSES, key=CLASSES.get))
+_warned_no_pixel_size = set()
+
+
+def read_model_info(folder) -> dict:
+    """``ads_synth.json`` of a model folder, or ``{}`` (an AxonDeepSeg / plain nnU-Net folder)."""
+    path = Path(folder) / INFO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the model description ({err}); fix or remove the file.") from None
+
+
+def write_model_info(folder, info) -> Path:
+    """Write ``ads_synth.json`` into ``folder`` (atomically)."""
+    import os
+
+    path = Path(folder) / INFO_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def checkpoint_name(fold_dir) -> str | None:
+    """The checkpoint of a fold, by AxonDeepSeg's rule (``apply_model.get_checkpoint_name``): best, final, else
+    the last ``*.pth`` by name. None when the fold has none."""
+    fold_dir = Path(fold_dir)
+    for name in ("checkpoint_best.pth", CHECKPOINT_FINAL):
+        if (fold_dir / name).is_file():
+            return name
+    found = sorted(fold_dir.glob("*.pth"))
+    return found[-1].name if found else None
+
+
+def available_folds(folder) -> list:
+    """Folds of a model folder that hold a checkpoint: ints, or ``"all"``, in order."""
+    folds = []
+    for d in sorted(Path(folder).glob("fold_*")):
+        key = d.name[len("fold_"):]
+        if d.is_dir() and checkpoint_name(d) is not None and (key == "all" or key.isdigit()):
+            folds.append("all" if key == "all" else int(key))
+    return sorted(folds, key=lambda f: (f == "all", f if f != "all" else 0))
+
+
+def finished_folds(folder) -> list:
+    """Folds whose training finished (``checkpoint_final.pth``)."""
+    return [f for f in available_folds(folder) if (Path(folder) / f"fold_{f}" / CHECKPOINT_FINAL).is_file()]
+
+
+def check_model_folder(folder, folds=None) -> list:
+    """InputError unless ``folder`` is an nnU-Net model folder with the requested folds; return the folds."""
+    folder = Path(folder)
+    hint = ("give a folder written by 'ads-synth segmentation train' or 'ads-synth pseudo', or an AxonDeepSeg "
+            "model folder (dataset.json, plans.json, fold_*/)")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such segmentation model folder; {hint}.")
+    for name in ("dataset.json", "plans.json"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder}: not an nnU-Net model folder (no {name}); {hint}.")
+    have = available_folds(folder)
+    if not have:
+        raise InputError(f"{folder}: the model has no trained fold (fold_*/checkpoint_*.pth); train it first.")
+    if folds is None:
+        return have
+    wanted = [f if f == "all" else int(f) for f in folds]
+    missing = [f for f in wanted if f not in have]
+    if missing:
+        raise InputError(f"{folder}: fold(s) {', '.join(map(str, missing))} not trained; available: "
+                         f"{', '.join(map(str, have))}.")
+    return wanted
+
+
+class SegmentationModel:
+    """A loaded nnU-Net model folder that predicts per-fold probabilities.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Model folder (see the module docstring).
+    folds : sequence of int or "all", optional
+        Folds to use; default all trained folds.
+    device : str or torch.device, optional
+        Default CUDA when available.
+    use_mirroring : bool
+        nnU-Net's test-time mirroring.
+    pixel_size : float, optional
+        Pixel size the model works at, for folders without ``ads_synth.json`` (ignored when the file gives one).
+    tile_step_size : float
+        nnU-Net's sliding-window step (fraction of the patch).
+
+    Attributes
+    ----------
+    folder : Path
+    folds : list
+    info : dict
+        ``ads_synth.json`` (empty for AxonDeepSeg folders).
+    pixel_size : float or None
+        Micrometres per pixel the model segments at; None: images are segmented as they are.
+    """
+
+    def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5):
+        from ads_synth.data.images import check_pixel_size
+        from ads_synth.segmentation.nnunet_env import import_nnunet, quiet, resolve_device
+
+        self.folder = Path(folder)
+        self.folds = check_model_folder(self.folder, folds)
+        self.info = read_model_info(self.folder)
+        if self.info.get("pixel_size") is not None:
+            self.pixel_size = check_pixel_size(self.info["pixel_size"], f"{self.folder / INFO_FILE} pixel_size")
+        elif pixel_size is not None:
+            self.pixel_size = check_pixel_size(pixel_size, "--segmentation-pixel-size")
+        else:
+            self.pixel_size = None
+            key = str(self.folder.resolve())
+            if key not in _warned_no_pixel_size:
+                _warned_no_pixel_size.add(key)
+                warnings.warn(f"{self.folder}: the model folder gives no pixel size ({INFO_FILE}) and none was "
+                              "given (--segmentation-pixel-size); images are segmented without rescaling.",
+                              stacklevel=2)
+        self.device = resolve_device(device)
+        import_nnunet()
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        checkpoint = checkpoint_name(self.folder / f"fold_{self.folds[0]}")
+        try:
+            with quiet():
+                self._predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
+                                                  use_mirroring=use_mirroring,
+                                                  perform_everything_on_gpu=self.device.type == "cuda",
+                                                  device=self.device, verbose=False, verbose_preprocessing=False,
+                                                  allow_tqdm=False)
+                self._predictor.initialize_from_trained_model_folder(str(self.folder), self.folds, checkpoint)
+        except (KeyError, AttributeError, RuntimeError, FileNotFoundError) as err:
+            raise InputError(f"{self.folder}: cannot load the nnU-Net model ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}); check that it is a complete "
+                             "model folder.") from None
+        self._fold_parameters = list(self._predictor.list_of_parameters)
+        self._channels = self._class_channels()
+        if len(self._predictor.dataset_json.get("channel_names", {})) != 1:
+            raise InputError(f"{self.folder}: the model takes "
+                             f"{len(self._predictor.dataset_json.get('channel_names', {}))} input channels; "
+                             "ads-synth segments grayscale images (one channel).")
+
+    def _class_channels(self):
+        """Index of each of our classes (background, myelin, axon) among the model's probability channels."""
+        labels = self._predictor.dataset_json.get("labels", {})
+        lm = self._predictor.label_manager
+        if lm.has_regions:
+            raise InputError(f"{self.folder}: region-based models are not supported; use a model with the labels "
+                             "background, myelin, axon.")
+        order = [int(v) for v in lm.all_labels]
+        channels = []
+        for name in CLASS_NAMES:
+            if name not in labels:
+                raise InputError(f"{self.folder}/dataset.json: the model has no '{name}' label (labels: "
+                                 f"{sorted(labels)}); use an axon + myelin segmentation model.")
+            channels.append(order.index(int(labels[name])))
+        return channels
+
+    @property
+    def n_folds(self) -> int:
+        return len(self._fold_parameters)
+
+    @property
+    def patch_size(self):
+        return tuple(self._predictor.configuration_manager.patch_size)
+
+    def predict(self, image, per_fold=False, progress=None):
+        """Per-fold softmax probabilities of ``image`` (on the model's grid already), as ensemble statistics.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            2-D grayscale image at :attr:`pixel_size` (any real dtype; nnU-Net normalises it).
+        per_fold : bool
+            Also return each fold's own label map.
+        progress : tqdm, optional
+            Updated by one per fold.
+
+        Returns
+        -------
+        (EnsembleStats, list of numpy.ndarray or None)
+            Statistics over the folds on the image's grid (classes: background, myelin, axon) and, with
+            ``per_fold``, the folds' label maps (uint8, 0 / 1 / 2).
+        """
+        from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        from ads_synth.segmentation.confidence import EnsembleStats
+        from ads_synth.segmentation.nnunet_env import quiet
+
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise InputError(f"expected a 2-D grayscale image, got shape {image.shape}.")
+        p = self._predictor
+        data = image.astype(np.float32)[None, None]  # (channel, z, y, x), as nnU-Net's NaturalImage2DIO reads
+        props = {"spacing": [999.0, 1.0, 1.0]}
+        stats = EnsembleStats.empty(len(CLASS_NAMES), image.shape)
+        fold_labels = [] if per_fold else None
+        with quiet():
+            adapter = PreprocessAdapterFromNpy([data], [None], [props], [None], p.plans_manager, p.dataset_json,
+                                               p.configuration_manager, num_threads_in_multithreaded=1,
+                                               verbose=False)
+            item = next(adapter)
+            for params in self._fold_parameters:
+                p.list_of_parameters = [params]
+                logits = p.predict_logits_from_preprocessed_data(item["data"]).cpu()
+                _, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
+                    logits, p.plans_manager, p.configuration_manager, p.label_manager, item["data_properties"],
+                    return_probabilities=True, num_threads_torch=1)
+                del logits
+                probs = np.asarray(probs, dtype=np.float32)[:, 0]  # (C, 1, H, W) -> (C, H, W)
+                own = stats.add(probs[self._channels])
+                if per_fold:
+                    fold_labels.append(own)
+                if progress is not None:
+                    progress.update(1)
+        p.list_of_parameters = self._fold_parameters
+        return stats, fold_labels
+
+
+def load_segmentation_model(folder, folds=None, device=None, use_mirroring=False, pixel_size=None):
+    """Load a segmentation model folder (see :class:`SegmentationModel`)."""
+    return SegmentationModel(folder, folds=folds, device=device, use_mirroring=use_mirroring, pixel_size=pixel_size)

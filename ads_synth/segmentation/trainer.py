@@ -1,0 +1,140 @@
+"""Training nnU-Net v2 2-D models fold by fold, resumably, into an AxonDeepSeg-style model folder.
+
+``train_folds`` instantiates nnU-Net's trainer directly (see :mod:`ads_synth.segmentation.nnunet_trainers`: nnU-Net
+2.2.1 has no ``nnUNet_extTrainer``, so a trainer outside its package cannot be named on its command line) and
+trains each requested fold into ``<model folder>/fold_<k>/``:
+
+* a fold with ``checkpoint_final.pth`` is done and skipped;
+* a fold with ``checkpoint_latest.pth`` continues from it (nnU-Net's ``--c``);
+* after training, ``checkpoint_best.pth`` is removed so that nnU-Net (final) and AxonDeepSeg (which prefers
+  best) segment with the same weights.
+
+Trainers (``--trainer``): ``compact`` trains the compact configuration (:class:`~ads_synth.segmentation.plans.
+CompactPlan`) with a short CPU schedule; ``default`` trains nnU-Net's own ``2d`` configuration with its schedule
+(1000 epochs x 250 iterations), for GPUs. nnU-Net's final validation pass (``perform_actual_validation``) is not
+run: ads-synth scores with ``ads-synth evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from ads_synth.errors import InputError
+
+#: ``--trainer`` name -> (trainer class in nnunet_trainers, configuration).
+TRAINERS = {"compact": ("CompactTrainer", "2d_compact"), "default": ("AdsSynthTrainer", "2d")}
+ALL_FOLDS = (0, 1, 2, 3, 4)
+
+
+def parse_folds(folds):
+    """Normalise ``--folds``: None -> 0..4; ``["all"]`` -> ``["all"]``; else sorted unique ints in 0..4."""
+    if folds is None:
+        return list(ALL_FOLDS)
+    if isinstance(folds, (str, int)):
+        folds = [folds]
+    folds = [str(f) for f in folds]
+    if "all" in folds:
+        if len(folds) > 1:
+            raise InputError("--folds: give 'all' alone (one model on all images) or fold numbers 0 to 4.")
+        return ["all"]
+    out = []
+    for f in folds:
+        if not f.isdigit() or int(f) not in ALL_FOLDS:
+            raise InputError(f"--folds {f}: folds are 0 to 4 (five-fold cross-validation) or 'all'.")
+        if int(f) not in out:
+            out.append(int(f))
+    return sorted(out)
+
+
+def configuration_for(trainer) -> str:
+    """The nnU-Net configuration trained by ``trainer``."""
+    if trainer not in TRAINERS:
+        raise InputError(f"--trainer {trainer!r}: choose compact (CPU) or default (nnU-Net's, GPU).")
+    return TRAINERS[trainer][1]
+
+
+def trainer_class(trainer):
+    """The nnU-Net trainer class for ``--trainer`` (imports nnU-Net; call after ``nnunet_env.use_folders``)."""
+    configuration_for(trainer)
+    from ads_synth.segmentation import nnunet_trainers
+
+    return getattr(nnunet_trainers, TRAINERS[trainer][0])
+
+
+def _load_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs=None, iterations=None,
+               val_iterations=None, device=None, progress=True, verbose=False) -> Path:
+    """Train one fold into ``model_dir/fold_<fold>`` (resume / skip as in the module docstring).
+
+    Parameters
+    ----------
+    folders : NnunetFolders
+        nnU-Net's folders, already applied (:func:`ads_synth.segmentation.nnunet_env.use_folders`).
+    dataset_name : str
+        ``DatasetXXX_<name>``, planned and preprocessed.
+    model_dir : Path
+    fold : int or "all"
+    trainer : {"compact", "default"}
+    epochs, iterations, val_iterations : int, optional
+        Override the trainer's epochs, training and validation iterations per epoch.
+    device : str or torch.device, optional
+    progress : bool
+        tqdm bar over iterations.
+    verbose : bool
+        Print nnU-Net's log on the console.
+
+    Returns
+    -------
+    Path
+        The fold's ``checkpoint_final.pth``.
+    """
+    from ads_synth.segmentation.nnunet_env import quiet, resolve_device
+    from ads_synth.segmentation.predict import CHECKPOINT_FINAL
+
+    fold_dir = Path(model_dir) / f"fold_{fold}"
+    final = fold_dir / CHECKPOINT_FINAL
+    if final.is_file():
+        return final
+    device = resolve_device(device)
+    configuration = configuration_for(trainer)
+    base = Path(folders.preprocessed) / dataset_name
+    plans = _load_json(base / "nnUNetPlans.json")
+    dataset_json = _load_json(base / "dataset.json")
+    if fold != "all" and dataset_json["numTraining"] < 5:
+        raise InputError(f"{dataset_name}: {dataset_json['numTraining']} training images are too few for "
+                         "five-fold cross-validation (at least 5); use --folds all.")
+    cls = trainer_class(trainer)
+    with quiet(fold_dir / "nnunet_console.txt", enabled=not verbose), warnings.catch_warnings():
+        # nnU-Net 2.2.1's PolyLRScheduler passes an argument torch 2.3 deprecates
+        warnings.filterwarnings("ignore", message="The verbose parameter is deprecated", category=UserWarning)
+        t = cls(plans=plans, configuration=configuration, fold=fold, dataset_json=dataset_json,
+                unpack_dataset=True, device=device)
+        t.use_output_folder(model_dir)
+        if epochs is not None:
+            t.num_epochs = int(epochs)
+        if iterations is not None:
+            t.num_iterations_per_epoch = int(iterations)
+        if val_iterations is not None:
+            t.num_val_iterations_per_epoch = int(val_iterations)
+        t.progress = progress
+        t.console = verbose
+        latest = fold_dir / "checkpoint_latest.pth"
+        if latest.is_file():
+            t.load_checkpoint(str(latest))
+        t.run_training()
+    best = fold_dir / "checkpoint_best.pth"
+    if final.is_file() and best.is_file():
+        best.unlink()
+    if not final.is_file():
+        raise RuntimeError(f"{fold_dir}: nnU-Net training ended without {CHECKPOINT_FINAL}")
+    return final
+
+
+def train_folds(folders, dataset_name, model_dir, folds=None, **kwargs) -> list:
+    """Train each of ``folds`` (:func:`parse_folds`) with :func:`train_fold`; return the final checkpoints."""
+    return [train_fold(folders, dataset_name, model_dir, fold, **kwargs) for fold in parse_folds(folds)]

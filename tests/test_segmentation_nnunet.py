@@ -1,0 +1,160 @@
+"""The nnU-Net side on real data: model folders, checkpoints, nnU-Net's and AxonDeepSeg's loaders, resuming."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_models import tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def pipeline(shared_data, tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline", shared_data)
+
+
+@pytest.fixture(scope="session")
+def l_model(pipeline):
+    return pipeline.result["models"]["L"]
+
+
+def test_model_folder_has_ads_layout_and_description(l_model, pipeline):
+    from ads_synth.segmentation.predict import read_model_info
+
+    for name in ("dataset.json", "plans.json", "ads_synth.json"):
+        assert (l_model / name).is_file()
+    info = read_model_info(l_model)
+    assert info["domain"] == "L" and info["strategy"] == "labeled" and info["pixel_size"] == 0.02
+    assert info["configuration"] == "2d_compact" and info["trainer"] == "compact"
+    plans = json.loads((l_model / "plans.json").read_text())
+    compact = plans["configurations"]["2d_compact"]
+    assert compact["inherits_from"] == "2d" and compact["patch_size"] == [64, 64]
+    for fold in pipeline.folds:
+        fold_dir = l_model / f"fold_{fold}"
+        assert (fold_dir / "checkpoint_final.pth").is_file()
+        assert not (fold_dir / "checkpoint_best.pth").exists()
+        assert not (fold_dir / "checkpoint_latest.pth").exists()
+        checkpoint = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu")
+        assert checkpoint["trainer_name"] == "nnUNetTrainer"
+        assert checkpoint["init_args"]["configuration"] == "2d_compact"
+
+
+def test_compact_network_size_matches_the_measured_plan(l_model):
+    from ads_synth.segmentation.nnunet_env import import_nnunet
+    from ads_synth.segmentation.plans import CompactPlan
+
+    import_nnunet()
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = json.loads((l_model / "plans.json").read_text())
+    plans["configurations"]["2d_compact"] = CompactPlan().configuration()  # 256 px, batch 4, 5 stages
+    manager = PlansManager(plans)
+    dataset_json = json.loads((l_model / "dataset.json").read_text())
+    net = get_network_from_plans(manager, dataset_json, manager.get_configuration("2d_compact"), 1)
+    n = sum(p.numel() for p in net.parameters())
+    assert 1.90e6 < n < 1.98e6  # 1.94M measured for this configuration (docs: environment notes)
+
+
+def test_nnunet_predictor_agrees_with_per_fold_prediction(l_model, shared_data):
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.data.images import read_image
+    from ads_synth.data.resample import rescale, scale_factor
+    from ads_synth.segmentation.confidence import label_and_confidence
+    from ads_synth.segmentation.predict import SegmentationModel
+
+    sample = find_samples(shared_data / "tem-srf")[-1]
+    model = SegmentationModel(l_model, folds=[0], device="cpu")
+    image = rescale(read_image(sample.image), scale_factor(sample.pixel_size, model.pixel_size))
+    stats, fold_labels = model.predict(image, per_fold=True)
+    ours, conf = label_and_confidence(stats)
+    assert np.array_equal(ours, fold_labels[0])
+
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(use_mirroring=False, perform_everything_on_gpu=False,
+                                device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(l_model), (0,), "checkpoint_final.pth")
+    theirs = predictor.predict_single_npy_array(image.astype(np.float32)[None, None], {"spacing": [999, 1, 1]})
+    assert np.array_equal(theirs[0], ours)  # labels 0 bg / 1 myelin / 2 axon in both
+    assert conf.min() >= 0 and conf.max() <= 1
+
+
+def test_axondeepseg_loads_and_runs_the_model_folder(l_model, shared_data, tmp_path):
+    image = tmp_path / "tile.png"
+    from PIL import Image
+
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.data.images import read_image
+
+    sample = find_samples(shared_data / "tem-srf")[0]
+    Image.fromarray(read_image(sample.image)[:160, :160]).save(image)
+    code = (
+        "import sys, pathlib, torch; torch.set_num_threads(1)\n"
+        "from AxonDeepSeg.apply_model import axon_segmentation\n"
+        "axon_segmentation([pathlib.Path(sys.argv[1])], pathlib.Path(sys.argv[2]), model_type='ensemble')\n"
+    )
+    env = {**os.environ, "nnUNet_def_n_proc": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", code, str(image), str(l_model)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for suffix in ("_seg-axon.png", "_seg-myelin.png", "_seg-axonmyelin.png"):
+        out = tmp_path / f"tile{suffix}"
+        assert out.is_file() and np.array(Image.open(out)).shape == (160, 160)
+
+
+def test_training_skips_finished_folds_and_continues_interrupted_ones(l_model, pipeline, tmp_path):
+    from ads_synth.segmentation.nnunet_env import use_folders
+    from ads_synth.segmentation.predict import read_model_info
+    from ads_synth.segmentation.trainer import train_fold
+
+    folders = use_folders(pipeline.out / "work" / "nnunet")
+    name = read_model_info(l_model)["nnunet_dataset"]
+    final = l_model / "fold_0" / "checkpoint_final.pth"
+    stamp = os.stat(final).st_mtime_ns
+    assert train_fold(folders, name, l_model, 0, epochs=2, iterations=2, device="cpu", progress=False) == final
+    assert os.stat(final).st_mtime_ns == stamp  # done: skipped, even with another schedule
+
+    copy = tmp_path / "model"
+    shutil.copytree(l_model, copy, ignore=shutil.ignore_patterns("fold_1"))
+    first = torch.load(final, map_location="cpu")
+    assert first["current_epoch"] == 1
+    os.replace(copy / "fold_0" / "checkpoint_final.pth", copy / "fold_0" / "checkpoint_latest.pth")
+    train_fold(folders, name, copy, 0, epochs=2, iterations=2, val_iterations=1, device="cpu", progress=False)
+    resumed = torch.load(copy / "fold_0" / "checkpoint_final.pth", map_location="cpu")
+    assert resumed["current_epoch"] == 2 and resumed["trainer_name"] == "nnUNetTrainer"
+    assert len(resumed["logging"]["train_losses"]) == 2  # epoch 0 from the first run, epoch 1 from this one
+    assert resumed["logging"]["train_losses"][0] == first["logging"]["train_losses"][0]
+    assert not (copy / "fold_0" / "checkpoint_latest.pth").exists()
+
+
+def test_segmentation_train_command_with_fold_all(shared_data, tmp_path, capsys):
+    """``ads-synth segmentation train --folds all``: one model on every image (AxonDeepSeg's 'light' layout)."""
+    from ads_synth.cli import main
+    from ads_synth.segmentation.predict import read_model_info
+
+    model = tmp_path / "tem_model"
+    code = main(["segmentation", "train", "--data", str(shared_data / "tem-nyu"), "--out", str(model),
+                 "--folds", "all", "--epochs", "1", "--iterations", "2", "--patch", "64", "--batch-size", "2",
+                 "--pixel-size", "0.02", "--device", "cpu", "--processes", "1", "--no-progress"])
+    assert code == 0
+    assert "pixel size 0.02 um, folds all" in capsys.readouterr().out
+    assert (model / "fold_all" / "checkpoint_final.pth").is_file()
+    info = read_model_info(model)
+    assert info["folds"] == ["all"] and info["trained_on"]["n_images"] == 1
+    raw = tmp_path / "tem_model_work" / "raw"
+    images = list(raw.rglob("imagesTr/*_0000.png"))
+    assert len(images) == 1
+    from PIL import Image
+
+    factor = 0.00236 / 0.02  # tem-nyu: 2000 x 1998 px at 0.00236 um, resampled to 0.02 um
+    assert Image.open(images[0]).size == (round(2000 * factor), round(1998 * factor))
+    # too few images for five folds: refused before anything is written
+    assert main(["segmentation", "train", "--data", str(shared_data / "tem-nyu"), "--out",
+                 str(tmp_path / "other"), "--device", "cpu"]) == 2
+    assert "too few" in capsys.readouterr().err and not (tmp_path / "other").exists()
