@@ -125,14 +125,3 @@ def quiet(log_file=None, enabled=True):
             yield
     finally:
         target.close()
-
-
-def resolve_device(device=None):
-    """``torch.device`` for ``device`` (None / ``"auto"``: CUDA when available); InputError for a bad name."""
-    import torch
-
-    from ads_synth.translation.trainer import resolve_device as _resolve
-
-    if isinstance(device, torch.device):
-        return device
-    return _resolve(device)

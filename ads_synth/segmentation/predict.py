@@ -131,7 +131,8 @@ class SegmentationModel:
 
     def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5):
         from ads_synth.data.images import check_pixel_size
-        from ads_synth.segmentation.nnunet_env import import_nnunet, quiet, resolve_device
+        from ads_synth.device import resolve_device
+        from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
 
         self.folder = Path(folder)
         self.folds = check_model_folder(self.folder, folds)

@@ -308,7 +308,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     _check_strategy(strategy)
     jobs = [_Job(s, px, {strategy: Path(out_dir) if out_dir is not None else None})
             for s, px in _samples(images, pixel_size)]
-    from ads_synth.segmentation.nnunet_env import resolve_device
+    from ads_synth.device import resolve_device
 
     device = resolve_device(device)
     translation_model = None
@@ -375,7 +375,7 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
         train_labeled_model,
         train_tutor_model,
     )
-    from ads_synth.segmentation.nnunet_env import resolve_device
+    from ads_synth.device import resolve_device
     from ads_synth.translation.translate import working_pixel_sizes
 
     strategies = parse_strategies(strategies)

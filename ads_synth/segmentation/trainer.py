@@ -93,7 +93,8 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
     Path
         The fold's ``checkpoint_final.pth``.
     """
-    from ads_synth.segmentation.nnunet_env import quiet, resolve_device
+    from ads_synth.device import resolve_device
+    from ads_synth.segmentation.nnunet_env import quiet
     from ads_synth.segmentation.predict import CHECKPOINT_FINAL
 
     fold_dir = Path(model_dir) / f"fold_{fold}"

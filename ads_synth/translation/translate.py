@@ -31,7 +31,8 @@ from ads_synth.data.normalize import normalize
 from ads_synth.data.resample import rescale, resize_to, scale_factor
 from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
-from ads_synth.translation.trainer import CONFIG_NAME, RUN_FORMAT, resolve_device
+from ads_synth.device import resolve_device
+from ads_synth.translation.trainer import CONFIG_NAME, RUN_FORMAT
 
 DIRECTIONS = ("L2U", "U2L")
 OUTPUT_GRIDS = ("input", "model")
