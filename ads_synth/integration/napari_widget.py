@@ -1,0 +1,203 @@
+"""The napari widget "Pseudo labels" (contributed by ``ads_synth/napari.yaml``) beside AxonDeepSeg's own widget.
+
+It lists the installed model cards, runs :func:`ads_synth.integration.pseudo_action.pseudo_label_file` on the
+selected image layer's file in a worker thread (as AxonDeepSeg's ``ApplyModelThread`` does) and adds the axon and
+myelin masks as labels layers with AxonDeepSeg's names, colours and metadata (``<image>_seg-axon`` in blue,
+``<image>_seg-myelin`` in red, ``associated_image_name``; the image layer gets ``associated_axon_mask_name``,
+``associated_myelin_mask_name`` and ``pixel_size``), so AxonDeepSeg's widget (fill axons, remove axons, compute
+morphometrics, save segmentation) works on the pseudo labels unchanged. Messages go to napari's notifications.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtCore import QThread, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+#: First entry of the model list, as in AxonDeepSeg's widget.
+NO_MODEL = "Select the model"
+
+
+class PseudoLabelThread(QThread):
+    """Runs the pseudo-labelling of one image off the GUI thread; emits ``done(result, error)``."""
+
+    done = Signal(object, object)
+
+    def __init__(self):
+        super().__init__()
+        self.image = None
+        self.card_name = None
+        self.gpu_id = -1
+        self.overwrite = False
+
+    def run(self):
+        """Pseudo-label ``self.image`` with ``self.card_name``; emit the result, or the error message."""
+        from ads_synth.errors import InputError
+        from ads_synth.integration.pseudo_action import pseudo_label_file
+
+        try:
+            result = pseudo_label_file(
+                self.image, self.card_name, gpu_id=self.gpu_id, overwrite=self.overwrite
+            )
+        except InputError as err:
+            self.done.emit(None, str(err))
+            return
+        except Exception as err:  # noqa: BLE001 - shown to the user rather than lost in the thread
+            self.done.emit(None, f"pseudo-labelling failed: {type(err).__name__}: {err}")
+            return
+        self.done.emit(result, None)
+
+
+class PseudoLabelWidget(QWidget):
+    """napari dock widget: pseudo-label the selected image with a card of the model family."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.last_message = None
+        self.last_result = None
+        self._layer = None
+
+        self.model_combobox = QComboBox()
+        self.refresh_models()
+        refresh_button = QPushButton("Refresh")
+        refresh_button.setToolTip("Read the model cards again (after `ads-synth models install`).")
+        refresh_button.clicked.connect(self.refresh_models)
+        models_row = QHBoxLayout()
+        models_row.addWidget(self.model_combobox, 1)
+        models_row.addWidget(refresh_button)
+
+        self.gpu_spinbox = QSpinBox()
+        self.gpu_spinbox.setRange(-1, 64)
+        self.gpu_spinbox.setValue(-1)
+        self.gpu_spinbox.setToolTip("GPU ID (-1: the CPU), as AxonDeepSeg's --gpu-id.")
+        gpu_row = QHBoxLayout()
+        gpu_row.addWidget(QLabel("GPU ID"))
+        gpu_row.addWidget(self.gpu_spinbox, 1)
+
+        self.overwrite_checkbox = QCheckBox("Overwrite existing segmentation files")
+        self.apply_button = QPushButton("Pseudo-label image")
+        self.apply_button.setToolTip("Select the image layer (opened from a file) and a model.")
+        self.apply_button.clicked.connect(self._on_apply_click)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+
+        self.thread = PseudoLabelThread()
+        self.thread.done.connect(self._on_done)
+
+        self.setLayout(QVBoxLayout())
+        self.layout().addWidget(QLabel("Pseudo labels for an unlabeled modality (ads-synth)"))
+        self.layout().addLayout(models_row)
+        self.layout().addLayout(gpu_row)
+        self.layout().addWidget(self.overwrite_checkbox)
+        self.layout().addWidget(self.apply_button)
+        self.layout().addWidget(self.status_label)
+        self.layout().addStretch()
+
+    # ------------------------------------------------------------------------------------------------------------
+    def refresh_models(self):
+        """Fill the model list with the installed cards (``'<name>  (<source> -> <target>, <strategy>)'``)."""
+        from ads_synth.errors import InputError
+        from ads_synth.integration.pseudo_action import installed_cards
+
+        try:
+            cards = installed_cards()
+        except InputError as err:
+            cards = []
+            self.show_message(str(err))
+        self.available_models = [c.name for c in cards]
+        self.model_combobox.clear()
+        self.model_combobox.addItem(NO_MODEL)
+        for c in cards:
+            self.model_combobox.addItem(f"{c.name}  ({c.description})", c.name)
+
+    def selected_model(self):
+        """The selected card name, or None."""
+        return self.model_combobox.currentData()
+
+    def show_message(self, message, warning=False):
+        """Show ``message`` as a napari notification (non-blocking) and in the widget."""
+        from napari.utils.notifications import show_info, show_warning
+
+        self.last_message = message
+        self.status_label.setText(message)
+        (show_warning if warning else show_info)(message)
+
+    def _selected_image_layer(self):
+        import napari
+
+        selection = self.viewer.layers.selection
+        layer = selection.active if len(selection) == 1 else None
+        if isinstance(layer, napari.layers.Labels) and "associated_image_name" in layer.metadata:
+            name = layer.metadata["associated_image_name"]
+            layer = next((lay for lay in self.viewer.layers if lay.name == name), None)
+        return layer if isinstance(layer, napari.layers.Image) else None
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _on_apply_click(self):
+        card_name = self.selected_model()
+        if card_name not in self.available_models:
+            self.show_message("No model selected")
+            return
+        layer = self._selected_image_layer()
+        if layer is None:
+            self.show_message("No single image selected")
+            return
+        if not layer.source.path:
+            self.show_message(f"The layer {layer.name} has no file: open the image from a file to pseudo-label it")
+            return
+        self._layer = layer
+        self.thread.image = Path(layer.source.path)
+        self.thread.card_name = card_name
+        self.thread.gpu_id = self.gpu_spinbox.value()
+        self.thread.overwrite = self.overwrite_checkbox.isChecked()
+        self.apply_button.setEnabled(False)
+        self.show_message(f"Pseudo-labelling {layer.name} with {card_name}... (see the terminal for progress)")
+        self.thread.start()
+
+    def _on_done(self, result, error):
+        self.apply_button.setEnabled(True)
+        if error is not None:
+            self.show_message(error, warning=True)
+            return
+        self.last_result = result
+        for message in result.warnings:
+            self.show_message(message, warning=True)
+        self.add_result_layers(self._layer, result)
+        self.show_message(f"Pseudo labels written: {result.axonmyelin}")
+
+    def add_result_layers(self, image_layer, result):
+        """Add the axon and myelin masks of ``result`` as AxonDeepSeg-style labels layers of ``image_layer``."""
+        from ads_synth.data.images import read_pixel_size
+        from ads_synth.data.writers import AXON_SUFFIX, MYELIN_SUFFIX
+        from ads_synth.integration.pseudo_action import read_masks
+
+        masks = read_masks(result)
+        base = image_layer.name
+        names = {"axon": base + Path(AXON_SUFFIX).stem, "myelin": base + Path(MYELIN_SUFFIX).stem}
+        for kind, colour in (("axon", "blue"), ("myelin", "red")):
+            existing = next((lay for lay in self.viewer.layers if lay.name == names[kind]), None)
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            self.viewer.add_labels(
+                masks[kind],
+                colormap={None: "transparent", 1: colour},
+                name=names[kind],
+                metadata={"associated_image_name": base, "ads_synth_card": result.card},
+            )
+        image_layer.metadata["associated_axon_mask_name"] = names["axon"]
+        image_layer.metadata["associated_myelin_mask_name"] = names["myelin"]
+        pixel_size = read_pixel_size(result.image)
+        if pixel_size is not None:
+            image_layer.metadata["pixel_size"] = pixel_size
+        self.viewer.layers.selection.active = image_layer

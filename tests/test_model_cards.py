@@ -1,0 +1,279 @@
+"""Model cards: reading, listing, verification (checksums, missing files), create/pack/install offline, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ads_synth.errors import InputError
+from ads_synth_models import cards as C
+
+
+def make_fake_models(folder, seed=b"x"):
+    """A translation model folder and an nnU-Net model folder with small placeholder files (not loadable)."""
+    folder = Path(folder)
+    tr = folder / "translation"
+    tr.mkdir(parents=True)
+    (tr / "config.json").write_text(json.dumps({"preset": "tiny"}))
+    (tr / "weights.pt").write_bytes(b"weights-" + seed * 100)
+    nn = folder / "nnunet"
+    (nn / "fold_all").mkdir(parents=True)
+    (nn / "dataset.json").write_text(json.dumps({"file_ending": ".png", "labels": {"background": 0}}))
+    (nn / "plans.json").write_text("{}")
+    (nn / "fold_all" / "checkpoint_final.pth").write_bytes(b"ckpt-" + seed * 100)
+    (nn / "fold_all" / "checkpoint_latest.pth").write_bytes(b"latest, not shipped")
+    (nn / "fold_all" / "training_log.txt").write_text("not shipped")
+    return tr, nn
+
+
+def make_fake_card(dest, source="TEST", target="FAKE", strategy="tutor", pixel_size=(0.05, 0.1), seed=b"x"):
+    """A card with placeholder files in ``dest``; returns the ModelCard."""
+    tr, nn = make_fake_models(Path(dest).parent / f"src-{source}-{target}-{strategy}-{seed.hex()}", seed)
+    return C.create_card(dest, source=source, target=target, strategy=strategy, translation=tr, nnunet=nn,
+                         pixel_size=pixel_size, folds=["all"])
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    d = tmp_path / "models"
+    monkeypatch.setenv(C.ENV_VAR, str(d))
+    return d
+
+
+def test_create_card_writes_ads_form_with_checksums_of_every_shipped_file(user_dir):
+    card = make_fake_card(user_dir)
+    assert card.path == user_dir / "TEST2FAKE_tutor.yaml"
+    data = yaml.safe_load(card.path.read_text())
+    entry = data["TEST2FAKE_tutor"]
+    # AxonDeepSeg's model_cards.yaml fields
+    for key in ("full_name", "task", "n_classes", "model-info", "training-data", "weights"):
+        assert key in entry
+    assert entry["full_name"] == "model_seg_pseudo_TEST2FAKE_tutor"
+    assert set(entry["files"]) == {
+        "TEST2FAKE/translation/config.json",
+        "TEST2FAKE/translation/weights.pt",
+        "TEST2FAKE/nnunet_tutor/dataset.json",
+        "TEST2FAKE/nnunet_tutor/plans.json",
+        "TEST2FAKE/nnunet_tutor/fold_all/checkpoint_final.pth",
+    }
+    for rel, digest in entry["files"].items():
+        assert C.sha256_file(user_dir / rel) == digest
+    assert card.pixel_size == (0.05, 0.1) and card.folds == ("all",) and card.strategy == "tutor"
+    assert card.translation == user_dir / "TEST2FAKE/translation" and card.nnunet.name == "nnunet_tutor"
+    assert C.verify_card(card) == []
+
+
+def test_list_cards_user_dir_first_and_hides_same_name(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    ca = make_fake_card(a, seed=b"a")
+    make_fake_card(b, seed=b"b")
+    make_fake_card(b, strategy="adapt", seed=b"c")
+    monkeypatch.setenv(C.ENV_VAR, os.pathsep.join([str(a), str(b)]))
+    found = {c.name: c for c in C.list_cards()}
+    assert found["TEST2FAKE_tutor"].path == ca.path  # a hides b
+    assert found["TEST2FAKE_adapt"].root == b
+    assert C.model_dirs()[:2] == [a, b] and C.model_dirs()[-1] == C.PACKAGE_DIR
+    assert C.find_card("test", "fake", "adapt").name == "TEST2FAKE_adapt"  # case-insensitive modalities
+
+
+def test_find_card_error_lists_available_pairs(user_dir):
+    make_fake_card(user_dir)
+    with pytest.raises(InputError) as err:
+        C.find_card("TEM", "NOPE", "tutor")
+    msg = str(err.value)
+    assert "TEM -> NOPE" in msg and "TEST2FAKE_tutor (TEST -> FAKE, tutor)" in msg and "\n" not in msg
+    with pytest.raises(InputError, match="no model card named 'zzz'"):
+        C.get_card("zzz")
+
+
+def test_verify_reports_checksum_mismatch_and_missing_files(user_dir):
+    card = make_fake_card(user_dir)
+    (user_dir / "TEST2FAKE/translation/weights.pt").write_bytes(b"tampered")
+    (user_dir / "TEST2FAKE/nnunet_tutor/plans.json").unlink()
+    problems = C.verify_card(card)
+    assert "TEST2FAKE/translation/weights.pt: checksum mismatch" in problems
+    assert "TEST2FAKE/nnunet_tutor/plans.json: missing" in problems
+    assert card.missing_files() == ["TEST2FAKE/nnunet_tutor/plans.json"] and not card.is_installed()
+    with pytest.raises(InputError, match="points at 1 missing file"):
+        C.require_files(card)
+    with pytest.raises(InputError, match="failed verification: .*and 1 more"):
+        C.require_verified(card)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda e: e.pop("files"), "lacks files"),
+        (lambda e: e.update(strategy="guess"), "strategy 'guess'"),
+        (lambda e: e.update(pixel_size={"min": 0.2, "max": 0.1}), "not a positive range"),
+        (lambda e: e.update(pixel_size="fine"), "pixel_size must be"),
+        (lambda e: e.update(nnunet="../elsewhere"), "must stay inside"),
+        (lambda e: e["files"].update({"x/y.bin": "abc"}), "not 64 hex digits"),
+        (lambda e: e.update(source="T E M"), "must be a modality name"),
+    ],
+)
+def test_invalid_card_is_one_line_input_error(user_dir, mutate, message):
+    card = make_fake_card(user_dir)
+    data = yaml.safe_load(card.path.read_text())
+    mutate(data["TEST2FAKE_tutor"])
+    card.path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=message) as err:
+        C.list_cards()
+    assert str(card.path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_card_entry_must_be_named_like_its_file(user_dir):
+    card = make_fake_card(user_dir)
+    data = yaml.safe_load(card.path.read_text())
+    card.path.write_text(yaml.safe_dump({"Other": data["TEST2FAKE_tutor"]}))
+    with pytest.raises(InputError, match="named 'Other' but the file is TEST2FAKE_tutor.yaml"):
+        C.load_card(card.path)
+    card.path.write_text("a: [unclosed")
+    with pytest.raises(InputError, match="not valid YAML"):
+        C.load_card(card.path)
+
+
+def test_pack_then_install_archive_offline_into_user_dir(tmp_path, monkeypatch):
+    src = tmp_path / "built"
+    card = make_fake_card(src)
+    make_fake_card(src, strategy="adapt")
+    archive = C.pack_card(card, tmp_path / "TEST2FAKE_tutor.zip")
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == sorted(["TEST2FAKE_tutor.yaml", *card.files])
+    dest = tmp_path / "user"
+    monkeypatch.setenv(C.ENV_VAR, str(dest))
+    installed = C.install_archive(archive)
+    assert [c.name for c in installed] == ["TEST2FAKE_tutor"]
+    assert installed[0].root == dest and C.verify_card(installed[0]) == []
+    assert not any(p.name.startswith(".install-") for p in dest.iterdir())  # temp folder gone
+    # the adapt card shares the pair's translation files: installing it too does not conflict
+    installed2 = C.install_archive(C.pack_card(C.get_card("TEST2FAKE_adapt", [src]), tmp_path / "adapt.zip"))
+    assert installed2[0].name == "TEST2FAKE_adapt" and C.verify_card(installed2[0]) == []
+    # reinstalling the same archive is fine (same content)
+    C.install_archive(archive)
+
+
+def test_install_archive_refuses_damaged_archive_and_leaves_dest_unchanged(tmp_path):
+    card = make_fake_card(tmp_path / "built")
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(damaged, "w") as zf:
+        zf.write(card.path, card.path.name)
+        for rel in card.files:
+            data = card.file_path(rel).read_bytes()
+            zf.writestr(rel, data + b"!" if rel.endswith("weights.pt") else data)
+    dest = tmp_path / "dest"
+    with pytest.raises(InputError, match="weights.pt: checksum mismatch.*damaged"):
+        C.install_archive(damaged, dest)
+    assert list(dest.iterdir()) == []
+    not_zip = tmp_path / "model.zip"
+    not_zip.write_text("hello")
+    with pytest.raises(InputError, match="not a zip archive"):
+        C.install_archive(not_zip, dest)
+    with pytest.raises(InputError, match="no such file"):
+        C.install_archive(tmp_path / "absent.zip", dest)
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../outside.yaml", "x: 1")
+    with pytest.raises(InputError, match="outside its folder"):
+        C.install_archive(evil, dest)
+    assert not (tmp_path / "outside.yaml").exists()
+
+
+def test_install_archive_does_not_replace_other_content_without_overwrite(tmp_path):
+    card = make_fake_card(tmp_path / "built")
+    archive = C.pack_card(card, tmp_path / "a.zip")
+    dest = tmp_path / "dest"
+    C.install_archive(archive, dest)
+    (dest / "TEST2FAKE/translation/weights.pt").write_bytes(b"local change")
+    with pytest.raises(InputError, match="exists with other content; use --overwrite"):
+        C.install_archive(archive, dest)
+    assert (dest / "TEST2FAKE/translation/weights.pt").read_bytes() == b"local change"
+    C.install_archive(archive, dest, overwrite=True)
+    assert C.verify_card(C.load_card(dest / "TEST2FAKE_tutor.yaml")) == []
+
+
+def test_install_card_downloads_missing_files_from_its_url(tmp_path):
+    built = make_fake_card(tmp_path / "built")
+    archive = C.pack_card(built, tmp_path / "release" / "TEST2FAKE_tutor.zip")
+    # a shipped card (files absent) naming the archive's URL
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    data = yaml.safe_load(built.path.read_text())
+    data["TEST2FAKE_tutor"]["weights"]["single_fold"] = archive.as_uri()
+    (shipped / "TEST2FAKE_tutor.yaml").write_text(yaml.safe_dump(data))
+    card = C.load_card(shipped / "TEST2FAKE_tutor.yaml")
+    assert card.url == archive.as_uri() and not card.is_installed()
+    installed = C.install_card(card)
+    assert installed.root == shipped and C.verify_card(installed) == []
+    # without a URL: a clear error
+    data["TEST2FAKE_tutor"]["weights"]["single_fold"] = None
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "TEST2FAKE_tutor.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match="names no archive to download"):
+        C.install_card(C.load_card(other / "TEST2FAKE_tutor.yaml"))
+
+
+def test_pixel_size_outside_is_more_than_twice_out_of_range(user_dir):
+    card = make_fake_card(user_dir, pixel_size=(0.07, 0.18))
+    assert not card.pixel_size_outside(0.035) and card.pixel_size_outside(0.034)
+    assert not card.pixel_size_outside(0.36) and card.pixel_size_outside(0.37)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the `ads-synth models` command (subprocess: the real console script)
+# ----------------------------------------------------------------------------------------------------------------
+def _ads_synth(*args, env_dir, cwd):
+    env = dict(os.environ, **{C.ENV_VAR: str(env_dir)})
+    exe = Path(sys.executable).parent / "ads-synth"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def test_models_cli_list_show_verify_install(tmp_path):
+    card = make_fake_card(tmp_path / "built")
+    archive = C.pack_card(card, tmp_path / "TEST2FAKE_tutor.zip")
+    user = tmp_path / "user"
+    r = _ads_synth("models", "install", "--archive", str(archive), "--no-ads", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "installed TEST2FAKE_tutor (TEST -> FAKE, tutor)" in r.stdout and "5 files verified" in r.stdout
+    r = _ads_synth("models", "list", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0
+    line = next(x for x in r.stdout.splitlines() if x.startswith("TEST2FAKE_tutor"))
+    assert "TEST -> FAKE" in line and "0.05-0.1" in line and "present" in line
+    r = _ads_synth("models", "show", "TEST2FAKE_tutor", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0 and "full_name: model_seg_pseudo_TEST2FAKE_tutor" in r.stdout
+    r = _ads_synth("models", "verify", "TEST2FAKE_tutor", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0 and "TEST2FAKE_tutor: OK (5 files)" in r.stdout
+    (user / "TEST2FAKE/nnunet_tutor/dataset.json").write_text("{}")
+    r = _ads_synth("models", "verify", "TEST2FAKE_tutor", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "dataset.json: checksum mismatch" in r.stdout
+    assert r.stderr.strip().count("\n") == 0 and "failed verification (TEST2FAKE_tutor)" in r.stderr
+    r = _ads_synth("models", "install", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 2 and "give a card name" in r.stderr
+    r = _ads_synth("info", env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0 and "TEST2FAKE_tutor" in r.stdout
+
+
+def test_models_cli_create_and_pack(tmp_path):
+    tr, nn = make_fake_models(tmp_path / "trained")
+    user = tmp_path / "user"
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"dice_axon": 0.8}))
+    r = _ads_synth("models", "create", "--source", "TEST", "--target", "FAKE", "--strategy", "adapt",
+                   "--translation", str(tr), "--nnunet", str(nn), "--pixel-size", "0.1", "0.2",
+                   "--scores", str(scores), env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    card = C.load_card(user / "TEST2FAKE_adapt.yaml")
+    assert card.entry["scores"] == {"dice_axon": 0.8} and card.pixel_size == (0.1, 0.2) and card.folds is None
+    r = _ads_synth("models", "pack", "TEST2FAKE_adapt", "-o", str(tmp_path / "a.zip"), env_dir=user, cwd=tmp_path)
+    assert r.returncode == 0 and zipfile.is_zipfile(tmp_path / "a.zip")
+    r = _ads_synth("models", "create", "--source", "TEST", "--target", "FAKE", "--strategy", "adapt",
+                   "--translation", str(tmp_path), "--nnunet", str(tmp_path / "nope"), "--pixel-size", "0.1",
+                   env_dir=user, cwd=tmp_path)
+    assert r.returncode == 2 and "not an nnU-Net trained model folder" in r.stderr
