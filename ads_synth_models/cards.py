@@ -36,7 +36,6 @@ import os
 import re
 import shutil
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -402,7 +401,13 @@ def _copy_tree_files(files, src_root, dst_root):
     for f in files:
         target = dst_root / f.relative_to(src_root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not (target.exists() and os.path.samefile(f, target)):
+        if target.exists() and os.path.samefile(f, target):
+            pass
+        elif f.suffix == ".pth":
+            from ads_synth.segmentation.predict import export_inference_checkpoint
+
+            export_inference_checkpoint(f, target)
+        else:
             shutil.copy2(f, target)
         out.append(target)
     return out
@@ -626,43 +631,18 @@ def install_archive(archive, dest=None, overwrite=False) -> list:
     return [load_card(dest / f"{card.name}.yaml") for card in cards]
 
 
-def download_archive(url, folder) -> Path:
-    """Download a model archive from ``url`` (http(s) or file://) into ``folder``; return the file."""
-    folder = Path(folder)
-    name = Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1])).name or "model.zip"
-    target = folder / name
-    try:
-        with urllib.request.urlopen(url) as response, open(target, "wb") as out:  # noqa: S310 (card URL)
-            shutil.copyfileobj(response, out, _CHUNK)
-    except (OSError, ValueError) as err:
-        raise InputError(
-            f"cannot download {url} ({err}); download it by hand and run `ads-synth models install --archive FILE`."
-        ) from None
-    return target
-
-
 def install_card(card, dest=None, overwrite=False) -> ModelCard:
-    """Make sure the files of ``card`` are on disk and verified, downloading its archive if they are not.
+    """Return ``card`` verified when its files are on disk; never downloads anything.
 
-    The archive is installed into ``dest``, by default beside the card (or into :func:`default_install_dir` when
-    that folder is not writable). Returns the verified card (re-read from where it was installed). InputError when
-    files are missing and the card names no archive URL, or when verification fails.
+    ads-synth fetches nothing at run time: a card whose files are missing names where its archive is published
+    (``weights.single_fold``), and the user installs that archive with ``ads-synth models install --archive``.
+    ``dest`` and ``overwrite`` are accepted for symmetry with :func:`install_archive`. InputError when files are
+    missing or verification fails.
     """
     if card.is_installed():
         return require_verified(card)
-    if not card.url:
-        raise InputError(
-            f"{card.path}: the files of model card {card.name} are missing and the card names no archive to "
-            f"download; get the archive and run `ads-synth models install --archive FILE.zip`."
-        )
-    if dest is None:
-        dest = card.root if os.access(card.root, os.W_OK) else default_install_dir()
-    if not os.access(Path(dest) if Path(dest).exists() else Path(dest).parent, os.W_OK):
-        raise InputError(f"{dest}: not writable; install elsewhere with --dest DIR or ${ENV_VAR}=DIR.")
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = download_archive(card.url, tmp)
-        installed = install_archive(archive, dest, overwrite=overwrite)
-    for new in installed:
-        if new.name == card.name:
-            return require_verified(new)
-    raise InputError(f"{card.url}: the archive does not hold model card {card.name}; check the card's URL.")
+    where = f" (published at {card.url})" if card.url else ""
+    raise InputError(
+        f"{card.path}: the files of model card {card.name} are missing; get its archive{where} and run "
+        f"`ads-synth models install --archive FILE.zip` (nothing is downloaded at run time)."
+    )

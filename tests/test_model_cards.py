@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ads_synth.errors import InputError
@@ -25,7 +26,11 @@ def make_fake_models(folder, seed=b"x"):
     (nn / "fold_all").mkdir(parents=True)
     (nn / "dataset.json").write_text(json.dumps({"file_ending": ".png", "labels": {"background": 0}}))
     (nn / "plans.json").write_text("{}")
-    (nn / "fold_all" / "checkpoint_final.pth").write_bytes(b"ckpt-" + seed * 100)
+    torch.save({"network_weights": {"conv.weight": torch.full((8, 4), float(seed[0]) / 7),
+                                    "bn.num_batches_tracked": torch.tensor(3)},
+                "init_args": {"configuration": "2d"}, "trainer_name": "nnUNetTrainer",
+                "inference_allowed_mirroring_axes": (0, 1), "optimizer_state": {"state": {0: torch.ones(64)}},
+                "logging": {"train_losses": [1.0]}}, nn / "fold_all" / "checkpoint_final.pth")
     (nn / "fold_all" / "checkpoint_latest.pth").write_bytes(b"latest, not shipped")
     (nn / "fold_all" / "training_log.txt").write_text("not shipped")
     return tr, nn
@@ -43,6 +48,15 @@ def user_dir(tmp_path, monkeypatch):
     d = tmp_path / "models"
     monkeypatch.setenv(C.ENV_VAR, str(d))
     return d
+
+
+def test_create_card_ships_inference_checkpoints_in_float16(user_dir):
+    card = make_fake_card(user_dir)
+    shipped = torch.load(card.root / "TEST2FAKE/nnunet_tutor/fold_all/checkpoint_final.pth", map_location="cpu")
+    assert set(shipped) == {"network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes"}
+    weights = shipped["network_weights"]
+    assert weights["conv.weight"].dtype == torch.float16 and weights["bn.num_batches_tracked"].dtype == torch.int64
+    assert torch.allclose(weights["conv.weight"].float(), torch.full((8, 4), ord("x") / 7), rtol=1e-3)
 
 
 def test_create_card_writes_ads_form_with_checksums_of_every_shipped_file(user_dir):
@@ -197,10 +211,10 @@ def test_install_archive_does_not_replace_other_content_without_overwrite(tmp_pa
     assert C.verify_card(C.load_card(dest / "TEST2FAKE_tutor.yaml")) == []
 
 
-def test_install_card_downloads_missing_files_from_its_url(tmp_path):
+def test_install_card_never_downloads_and_names_the_archive(tmp_path):
     built = make_fake_card(tmp_path / "built")
     archive = C.pack_card(built, tmp_path / "release" / "TEST2FAKE_tutor.zip")
-    # a shipped card (files absent) naming the archive's URL
+    # a shipped card (files absent) naming where its archive is published
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     data = yaml.safe_load(built.path.read_text())
@@ -208,15 +222,14 @@ def test_install_card_downloads_missing_files_from_its_url(tmp_path):
     (shipped / "TEST2FAKE_tutor.yaml").write_text(yaml.safe_dump(data))
     card = C.load_card(shipped / "TEST2FAKE_tutor.yaml")
     assert card.url == archive.as_uri() and not card.is_installed()
-    installed = C.install_card(card)
+    before = sorted(p.name for p in shipped.rglob("*"))
+    with pytest.raises(InputError, match=r"published at file:.*install --archive"):
+        C.install_card(card)
+    assert sorted(p.name for p in shipped.rglob("*")) == before
+    # the archive installs offline, and then the card verifies
+    C.install_archive(archive, shipped, overwrite=True)
+    installed = C.install_card(C.load_card(shipped / "TEST2FAKE_tutor.yaml"))
     assert installed.root == shipped and C.verify_card(installed) == []
-    # without a URL: a clear error
-    data["TEST2FAKE_tutor"]["weights"]["single_fold"] = None
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "TEST2FAKE_tutor.yaml").write_text(yaml.safe_dump(data))
-    with pytest.raises(InputError, match="names no archive to download"):
-        C.install_card(C.load_card(other / "TEST2FAKE_tutor.yaml"))
 
 
 def test_pixel_size_outside_is_more_than_twice_out_of_range(user_dir):

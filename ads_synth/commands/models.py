@@ -206,9 +206,9 @@ def register(subparsers):
 
     p = sub.add_parser(
         "install",
-        help="install a card's files (from its URL or --archive FILE.zip, offline) and its AxonDeepSeg model",
-        description="Install model cards: unpack and verify a downloaded archive (--archive, offline), or "
-        "download a card's archive from its URL; then copy tutorship models into AxonDeepSeg's models as "
+        help="install a card's files from --archive FILE.zip (offline) and its AxonDeepSeg model",
+        description="Install model cards: unpack and verify a downloaded archive (--archive; nothing is "
+        "downloaded), or check a card whose files are present; then copy tutorship models into AxonDeepSeg's models as "
         "model_seg_pseudo_<pair>_tutor so that `axondeepseg -m` and the ADS napari widget list them.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="card name(s) to install")

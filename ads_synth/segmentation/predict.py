@@ -29,6 +29,48 @@ CLASS_NAMES = tuple(sorted(CLASSES, key=CLASSES.get))
 _warned_no_pixel_size = set()
 
 
+#: What nnU-Net's predictor (and so AxonDeepSeg's loader) reads of a checkpoint.
+INFERENCE_KEYS = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes")
+
+
+def export_inference_checkpoint(src, dst, dtype="float16"):
+    """Write the part of an nnU-Net checkpoint that prediction needs, for shipping.
+
+    Drops the optimiser state, the logs and the gradient scaler, and stores the network weights in ``dtype``
+    (loading casts them back to the network's float32): about a quarter of the training checkpoint's size. The
+    file is written atomically.
+
+    Parameters
+    ----------
+    src, dst : path-like
+        The training checkpoint (``checkpoint_final.pth``) and the file to write.
+    dtype : str
+        Storage type of floating-point weights (``"float16"`` or ``"float32"``).
+    """
+    import os
+
+    import torch
+
+    checkpoint = torch.load(src, map_location="cpu")
+    missing = [k for k in ("network_weights", "init_args", "trainer_name") if k not in checkpoint]
+    if missing:
+        raise InputError(f"{src}: not an nnU-Net checkpoint (no {', '.join(missing)}); check the model folder.")
+    slim = {k: checkpoint[k] for k in INFERENCE_KEYS if k in checkpoint}
+    store = getattr(torch, dtype)
+    converted = {}  # nnU-Net's state dict names one tensor several times: keep it stored once
+    weights = {}
+    for k, v in checkpoint["network_weights"].items():
+        if v.is_floating_point():
+            key = (v.data_ptr(), tuple(v.shape), v.stride())
+            v = converted.setdefault(key, v.to(store))
+        weights[k] = v
+    slim["network_weights"] = weights
+    tmp = f"{dst}.tmp"
+    torch.save(slim, tmp)
+    os.replace(tmp, dst)
+    return Path(dst)
+
+
 def read_model_info(folder) -> dict:
     """``ads_synth.json`` of a model folder, or ``{}`` (an AxonDeepSeg / plain nnU-Net folder)."""
     path = Path(folder) / INFO_FILE

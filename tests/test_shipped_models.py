@@ -1,0 +1,90 @@
+"""The model families shipped in ads_synth_models: intact, small, and useful on the bundled demo SEM image.
+
+Runs the real console scripts, as a user would after `make demo`: `axondeepseg -t SEM --pseudo tutor -i ...`, then
+AxonDeepSeg's own `axondeepseg_morphometrics`. The demo image ships in the repo (docs/demo), so these tests need no
+shared data.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ads_synth_models import cards as C
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEMO = REPO / "docs" / "demo"
+DEMO_IMAGE = "sub-rat8_sample-V915_SEM.png"
+MiB = 1024 * 1024
+
+
+def _package_cards():
+    return C.list_cards(dirs=[Path(C.__file__).parent])
+
+
+def test_every_shipped_card_verifies_and_each_file_is_small():
+    cards = _package_cards()
+    assert cards, "no model card ships in ads_synth_models"
+    total = 0
+    for card in cards:
+        assert C.verify_card(card) == [], card.name
+        for rel in card.files:
+            size = card.file_path(rel).stat().st_size
+            assert size < 16 * MiB, f"{rel}: {size / MiB:.1f} MiB"
+            total += size
+        assert card.entry.get("training") and card.entry.get("scores"), f"{card.name}: record training and scores"
+    assert total < 100 * MiB
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The shipped TEM->SEM tutorship family on the demo image, then AxonDeepSeg's morphometrics."""
+    folder = tmp_path_factory.mktemp("demo")
+    shutil.copy(DEMO / DEMO_IMAGE, folder)
+    shutil.copy(DEMO / "pixel_size_in_micrometer.txt", folder)
+    env = {k: v for k, v in os.environ.items() if k != C.ENV_VAR}  # the package's own cards
+    env["OMP_NUM_THREADS"] = "1"
+    seg = subprocess.run([str(BIN / "axondeepseg"), "-t", "SEM", "--pseudo", "tutor", "-i", str(folder / DEMO_IMAGE)],
+                         cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    assert seg.returncode == 0, seg.stderr[-2000:]
+    morpho = subprocess.run([str(BIN / "axondeepseg_morphometrics"), "-i", DEMO_IMAGE], cwd=folder, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert morpho.returncode == 0, morpho.stderr[-2000:]
+    return folder
+
+
+def test_demo_writes_ads_files(demo_run):
+    stem = Path(DEMO_IMAGE).stem
+    image = np.asarray(Image.open(demo_run / DEMO_IMAGE))
+    axon = np.asarray(Image.open(demo_run / f"{stem}_seg-axon.png"))
+    myelin = np.asarray(Image.open(demo_run / f"{stem}_seg-myelin.png"))
+    axonmyelin = np.asarray(Image.open(demo_run / f"{stem}_seg-axonmyelin.png"))
+    confidence = np.asarray(Image.open(demo_run / f"{stem}_seg-confidence.png"))
+    for out in (axon, myelin, axonmyelin, confidence):
+        assert out.shape == image.shape[:2]
+    assert set(np.unique(axon)) == {0, 255} and set(np.unique(myelin)) == {0, 255}
+    assert set(np.unique(axonmyelin)) == {0, 127, 255}
+    np.testing.assert_array_equal(axonmyelin == 255, axon == 255)
+    np.testing.assert_array_equal(axonmyelin == 127, myelin == 255)
+    # rat spinal cord: axons and myelin each cover a good part of the image
+    assert 0.15 < (axon > 0).mean() < 0.6 and 0.15 < (myelin > 0).mean() < 0.6
+    assert confidence.min() < confidence.mean() < 255
+
+
+def test_demo_morphometrics_are_plausible_for_rat_spinal_cord(demo_run):
+    """Manual labels of this image give 230 fibres (axon >= 1 um, 0 < g < 1), median g-ratio 0.65 and median axon
+    diameter 2.5 um (docs/results.md); the pseudo labels must land in a plausible range around them."""
+    import pandas as pd
+
+    table = pd.read_excel(demo_run / f"{Path(DEMO_IMAGE).stem}_axon_morphometrics.xlsx")
+    g, diameter = table["gratio"], table["axon_diam (um)"]
+    fibres = (g > 0) & (g < 1) & (diameter >= 1.0)
+    assert 150 <= fibres.sum() <= 500
+    assert 0.5 <= g[fibres].median() <= 0.85
+    assert 1.5 <= diameter[fibres].median() <= 4.0
