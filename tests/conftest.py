@@ -30,3 +30,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def user_cards(tmp_path, monkeypatch):
+    """An empty user cards folder (``$ADS_SYNTH_MODELS``) with the package's own cards hidden, so that the cards a
+    test makes there are the only ones found."""
+    from ads_synth_models import cards
+
+    folder = tmp_path / "models"
+    monkeypatch.setenv(cards.ENV_VAR, str(folder))
+    monkeypatch.setattr(cards, "PACKAGE_DIR", tmp_path / "no-package-cards")
+    return folder

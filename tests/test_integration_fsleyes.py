@@ -11,18 +11,15 @@ from PIL import Image
 
 from ads_synth.errors import InputError
 from ads_synth.integration import fsleyes_control as F
-from ads_synth_models import cards as C
 from test_model_cards import make_fake_card
 
 
 @pytest.fixture
-def card_env(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    make_fake_card(d, pixel_size=(0.05, 0.1))
-    broken = make_fake_card(d, target="BROKEN", seed=b"b")
+def card_env(user_cards):
+    make_fake_card(user_cards, pixel_size=(0.05, 0.1))
+    broken = make_fake_card(user_cards, target="BROKEN", seed=b"b")
     (broken.nnunet / "plans.json").unlink()
-    monkeypatch.setenv(C.ENV_VAR, str(d))
-    return d
+    return user_cards
 
 
 @pytest.fixture

@@ -12,18 +12,15 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ads_synth.errors import InputError  # noqa: E402
-from ads_synth_models import cards as C  # noqa: E402
 from test_model_cards import make_fake_card  # noqa: E402
 
 pytest.importorskip("napari")
 
 
 @pytest.fixture
-def card_env(tmp_path, monkeypatch):
-    d = tmp_path / "models"
-    make_fake_card(d, pixel_size=(0.05, 0.1))
-    monkeypatch.setenv(C.ENV_VAR, str(d))
-    return d
+def card_env(user_cards):
+    make_fake_card(user_cards, pixel_size=(0.05, 0.1))
+    return user_cards
 
 
 @pytest.fixture
