@@ -42,16 +42,16 @@ def test_every_shipped_card_verifies_and_each_file_is_small():
     assert total < 100 * MiB
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The shipped TEM->SEM tutorship family on the demo image, then AxonDeepSeg's morphometrics."""
-    folder = tmp_path_factory.mktemp("demo")
+@pytest.fixture(scope="module", params=["tutor", "adapt"])
+def demo_run(request, tmp_path_factory):
+    """The shipped TEM->SEM family of each strategy on the demo image, then AxonDeepSeg's morphometrics."""
+    folder = tmp_path_factory.mktemp(f"demo-{request.param}")
     shutil.copy(DEMO / DEMO_IMAGE, folder)
     shutil.copy(DEMO / "pixel_size_in_micrometer.txt", folder)
     env = {k: v for k, v in os.environ.items() if k != C.ENV_VAR}  # the package's own cards
     env["OMP_NUM_THREADS"] = "1"
-    seg = subprocess.run([str(BIN / "axondeepseg"), "-t", "SEM", "--pseudo", "tutor", "-i", str(folder / DEMO_IMAGE)],
-                         cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    command = [str(BIN / "axondeepseg"), "-t", "SEM", "--pseudo", request.param, "-i", str(folder / DEMO_IMAGE)]
+    seg = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)
     assert seg.returncode == 0, seg.stderr[-2000:]
     morpho = subprocess.run([str(BIN / "axondeepseg_morphometrics"), "-i", DEMO_IMAGE], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=600)
