@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
-from ads_synth.data.normalize import normalize
+from ads_synth.data.normalize import apply_normalization, normalization_params
 from ads_synth.data.resample import rescale, resize_to, scale_factor
 from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
@@ -119,15 +119,16 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     if not 0 <= overlap < tile:
         raise InputError(f"--overlap {overlap}: must be at least 0 and smaller than the tile ({tile}).")
 
-    x, _ = normalize(image)
+    # normalise tile by tile with the whole image's percentiles: no float copy of the whole image
+    params = normalization_params(image)
     factor = scale_factor(pixel_size, work[source])
-    if abs(factor - 1.0) > 1e-6:
-        x = rescale(x, factor, order=1)
+    x = rescale(image, factor, order=1) if abs(factor - 1.0) > 1e-6 else image
     device = next(model.parameters()).device
     done = [0]
 
     @torch.no_grad()
     def fn(batch):
+        batch = apply_normalization(batch, params)
         xb = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
         yb = model.translate(xb, direction, seed=seed * 1_000_003 + done[0])
         done[0] += len(batch)
@@ -136,17 +137,14 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     was_training = model.training
     model.eval()
     try:
-        if output_grid == "model":
-            out = apply_tiled(x, fn, tile, overlap, batch_size=batch_size, progress=progress,
-                              postprocess=_to_uint8, desc=f"translate {direction}")
-            return out, work[target]
         out = apply_tiled(x, fn, tile, overlap, batch_size=batch_size, progress=progress,
-                          desc=f"translate {direction}")
+                          postprocess=_to_uint8, desc=f"translate {direction}")
     finally:
         model.train(was_training)
+    if output_grid == "model":
+        return out, work[target]
     del x
-    out = _to_uint8(resize_to(out, image.shape, order=1))
-    return out, pixel_size * work[target] / work[source]
+    return resize_to(out, image.shape, order=1), pixel_size * work[target] / work[source]
 
 
 # ---------------------------------------------------------------------------------------------------------------
