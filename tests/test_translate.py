@@ -1,6 +1,7 @@
 """Whole-image translation: pixel-size grids, seeds, seamless blending, model loading, files and bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,25 @@ def test_cli_translate_exit_codes(model_dir, tmp_path, capsys):
     assert cli_main(args + ["--pixel-size", "0.05", "--output-grid", "model"]) == 0
     assert np.asarray(Image.open(tmp_path / "o" / "x_L2U.png")).shape == (30, 40)
     assert float((tmp_path / "o" / "pixel_size_in_micrometer.txt").read_text()) == pytest.approx(0.1)
+
+
+def test_translate_cli_takes_a_model_card_name(tmp_path):
+    """`--model TEM2SEM_tutor` names the shipped card: its translation model turns SEM into TEM's look (myelin dark)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    image = np.asarray(Image.open(repo / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png").convert("L"))
+    crop = tmp_path / "in" / "crop.png"
+    crop.parent.mkdir()
+    Image.fromarray(image[300:556, 500:756]).save(crop)
+    (crop.parent / "pixel_size_in_micrometer.txt").write_text("0.07\n")
+    r = subprocess.run([str(Path(sys.executable).parent / "ads-synth"), "translate", "--model", "TEM2SEM_tutor",
+                        "--direction", "U2L", "-i", str(crop), "-o", str(tmp_path / "out"), "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = np.asarray(Image.open(tmp_path / "out" / "crop_U2L.png"))
+    assert out.shape == (256, 256) and out.dtype == np.uint8
+    # SEM myelin is bright and axons dark; in TEM's look it is the other way round
+    sem = image[300:556, 500:756].astype(float)
+    assert np.corrcoef(sem.ravel(), out.astype(float).ravel())[0, 1] < -0.3

@@ -151,16 +151,19 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
 # models
 # ---------------------------------------------------------------------------------------------------------------
 def resolve_model_card(name):
-    """Hook for named models (``ads_synth_models`` cards): the folder of the model called ``name``, or None.
+    """The translation model folder of the model card called ``name`` (``ads-synth models list``), or None.
 
-    Model cards are not shipped yet; the function returns None until they are.
+    Imported lazily: the cards need PyYAML, which the translation code alone (e.g. on a GPU machine) may lack.
     """
     try:
-        from ads_synth_models import cards  # noqa: F401
+        from ads_synth_models import cards
     except ImportError:
         return None
-    find = getattr(cards, "find_translation_model", None)
-    return Path(find(name)) if find is not None and find(name) is not None else None
+    try:
+        card = cards.get_card(name)
+    except InputError:
+        return None
+    return Path(cards.require_files(card).translation)
 
 
 def _is_run_dir(path):
@@ -202,8 +205,9 @@ def load_translation_model(path, device=None):
     if not path.exists():
         found = resolve_model_card(given)
         if found is None:
-            raise InputError(f"{given}: no such model folder or model name; give a training run folder or a "
-                             "folder saved by ads-synth translation train (best/ or last/).")
+            raise InputError(f"{given}: no such model folder or model card; give a training run folder, a "
+                             "folder saved by ads-synth translation train (best/ or last/) or a card name "
+                             "(ads-synth models list).")
         path = found
     if path.is_dir() and _is_run_dir(path):
         for sub in ("best", "last"):
