@@ -31,7 +31,8 @@ def register(subparsers):
         "<stem>_<direction>.png (8-bit) with its effective pixel size (a <stem>_<direction>.json sidecar, and "
         "pixel_size_in_micrometer.txt when all outputs share one).",
     )
-    p.add_argument("--model", required=True, help="training run folder, its best/ or last/ folder, or a model card name (ads-synth models list)")
+    p.add_argument("--model", required=True,
+                   help="training run folder, its best/ or last/ folder, or a model card name (ads-synth models list)")
     p.add_argument("--direction", required=True, choices=("L2U", "U2L"),
                    help="L2U: labeled to unlabeled modality; U2L: unlabeled to labeled")
     p.add_argument("-i", "--input", action="append", required=True, metavar="IMAGE_OR_FOLDER",
