@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from ads_synth.atomic import atomic_write_text
 from ads_synth.errors import InputError
 
 #: Environment variable naming user folders of model cards.
@@ -461,10 +462,7 @@ def write_card(path, name, entry) -> Path:
         "# ads-synth model card (AxonDeepSeg model_cards.yaml form); see ads_synth_models/README.md\n"
         + yaml.safe_dump({name: entry}, sort_keys=False, default_flow_style=False, width=120)
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def create_card(

@@ -26,6 +26,8 @@ import torch
 from nnunetv2.training.dataloading.utils import _convert_to_npy
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from ads_synth.atomic import atomic_torch_save
+
 #: The trainer name written into checkpoints (the network comes from the plans).
 CHECKPOINT_TRAINER_NAME = "nnUNetTrainer"
 
@@ -100,9 +102,7 @@ class AdsSynthTrainer(nnUNetTrainer):
             return
         checkpoint = torch.load(filename, map_location="cpu")
         checkpoint["trainer_name"] = CHECKPOINT_TRAINER_NAME
-        tmp = f"{filename}.tmp"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, filename)
+        atomic_torch_save(checkpoint, filename)
 
     # -- progress ----------------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ads_synth.atomic import atomic_torch_save, atomic_write_text
 from ads_synth.data.datasets import CLASSES
 from ads_synth.errors import InputError
 
@@ -47,8 +48,6 @@ def export_inference_checkpoint(src, dst, dtype="float16"):
     dtype : str
         Storage type of floating-point weights (``"float16"`` or ``"float32"``).
     """
-    import os
-
     import torch
 
     checkpoint = torch.load(src, map_location="cpu")
@@ -65,10 +64,7 @@ def export_inference_checkpoint(src, dst, dtype="float16"):
             v = converted.setdefault(key, v.to(store))
         weights[k] = v
     slim["network_weights"] = weights
-    tmp = f"{dst}.tmp"
-    torch.save(slim, tmp)
-    os.replace(tmp, dst)
-    return Path(dst)
+    return atomic_torch_save(slim, dst)
 
 
 def read_model_info(folder) -> dict:
@@ -84,14 +80,9 @@ def read_model_info(folder) -> dict:
 
 def write_model_info(folder, info) -> Path:
     """Write ``ads_synth.json`` into ``folder`` (atomically)."""
-    import os
-
     path = Path(folder) / INFO_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(info, indent=2))
 
 
 def checkpoint_name(fold_dir) -> str | None:

@@ -13,14 +13,13 @@ A checkpoint is rebuilt from its own ``config.json``, never from the code's pres
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import ads_synth
+from ads_synth.atomic import atomic_torch_save, atomic_write_text
 from ads_synth.errors import InputError
 from ads_synth.translation.config import SynDiffConfig
 from ads_synth.translation.diffusion import DiffusionProcess
@@ -180,8 +179,8 @@ class SynDiff(nn.Module):
                     value = value.to(dtype)
                 state[key] = value.clone()
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(directory / WEIGHTS_FILE, lambda f: torch.save(state, f))
-        _atomic_write(directory / CONFIG_FILE, lambda f: f.write(text.encode("utf-8")))
+        atomic_torch_save(state, directory / WEIGHTS_FILE)
+        atomic_write_text(directory / CONFIG_FILE, text)
         return directory
 
     @classmethod
@@ -247,18 +246,3 @@ class SynDiff(nn.Module):
         model.shipped_parts = parts
         model._extra = meta["extra"] or {}
         return model.to(map_location)
-
-
-def _atomic_write(path, write):
-    """Write ``path`` through ``write(binary_file)`` into a temporary file beside it, then rename it over."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

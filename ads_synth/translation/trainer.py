@@ -59,6 +59,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ads_synth.atomic import atomic_torch_save, atomic_write_text
 from ads_synth.device import resolve_device
 from ads_synth.errors import InputError
 from ads_synth.translation import scoring
@@ -364,19 +365,6 @@ def _seed_everything(seed):
 # ---------------------------------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------------------------------
-def atomic_torch_save(obj, path):
-    """``torch.save`` to ``<path>.tmp`` then ``os.replace``: a crash mid-way leaves the previous file intact."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
 
 
 def load_checkpoint(path):
@@ -401,10 +389,7 @@ def save_model_dir(model, folder, extra):
 
 
 def _write_json(path, data):
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------

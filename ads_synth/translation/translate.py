@@ -20,7 +20,6 @@ depends only on ``seed``, the tiling and ``batch_size``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from ads_synth.data.normalize import apply_normalization, normalization_params
 from ads_synth.data.resample import rescale, resize_to, scale_factor
 from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
+from ads_synth.atomic import atomic_write_text
 from ads_synth.device import resolve_device
 from ads_synth.translation.trainer import CONFIG_NAME, RUN_FORMAT
 
@@ -237,12 +237,6 @@ def output_name(image_name, direction):
     return f"{image_name}_{direction}.png"
 
 
-def _atomic_text(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, device=None, pixel_size=None,
                     output_grid="input", tile=None, overlap=None, batch_size=4, seed=0, progress=True):
     """Translate image files and write ``<stem>_<direction>.png`` (8-bit) into ``out_dir``.
@@ -319,7 +313,7 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
         result, _ = translate_image(model, read_image(sample.image), px, direction, output_grid=output_grid,
                                     tile=tile, overlap=overlap, batch_size=batch_size, seed=seed, progress=progress)
         write_image(out_path, result, overwrite=overwrite)
-        _atomic_text(sidecar, json.dumps({"PixelSize": [eff, eff], "PixelSizeUnits": "um",
+        atomic_write_text(sidecar, json.dumps({"PixelSize": [eff, eff], "PixelSizeUnits": "um",
                                           "TranslatedFrom": str(sample.image), "Direction": direction}) + "\n")
         written.append(out_path)
     if uniform:
