@@ -1,11 +1,12 @@
 # Two commands for a fresh Linux machine (Python 3.11 or 3.12):
-#   make demo   set up .venv, pseudo-label the bundled demo SEM image with the shipped models, run morphometrics
+#   make demo   set up .venv, pseudo-label the bundled demo SEM and BF images with the shipped models, morphometrics
 #   make test   set up .venv and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ads-synth-installed
 DEMO_IMAGE := sub-rat8_sample-V915_SEM.png
+BF_DEMO_IMAGE := bf_nerve_demo.png
 
 .PHONY: demo test install clean-demo
 
@@ -23,7 +24,10 @@ demo: $(STAMP)
 	cp docs/demo/$(DEMO_IMAGE) docs/demo/pixel_size_in_micrometer.txt demo_output/
 	$(BIN)/axondeepseg -t SEM --pseudo tutor -i demo_output/$(DEMO_IMAGE) --overwrite
 	cd demo_output && ../$(BIN)/axondeepseg_morphometrics -i $(DEMO_IMAGE)
-	@echo "Pseudo labels and morphometrics are in demo_output/"
+	mkdir -p demo_output/bf
+	cp docs/demo/bf/$(BF_DEMO_IMAGE) docs/demo/bf/pixel_size_in_micrometer.txt demo_output/bf/
+	$(BIN)/axondeepseg -t BF --pseudo tutor -i demo_output/bf/$(BF_DEMO_IMAGE) --overwrite
+	@echo "Pseudo labels and morphometrics are in demo_output/ (SEM) and demo_output/bf/ (bright field)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

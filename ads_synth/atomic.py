@@ -12,13 +12,15 @@ from pathlib import Path
 def atomic_write(path, write):
     """Write ``path`` by calling ``write(tmp_path)`` on a temporary file in the same folder, then renaming it.
 
-    Returns the path. On any error the temporary file is removed and the error raised; ``path`` is unchanged.
+    Returns the path. The file gets the permissions a plain ``open(path, "w")`` would give it (``mkstemp`` makes
+    its files private). On any error the temporary file is removed and the error raised; ``path`` is unchanged.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -37,3 +39,9 @@ def atomic_torch_save(obj, path):
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -13,7 +13,8 @@ model needs::
       weights: {ensemble: ~, single_fold: https://.../TEM2SEM_tutor.zip}   # archive of this card and its files
       source: TEM                 # labeled modality L
       target: SEM                 # unlabeled modality U
-      strategy: tutor             # tutor (nnU-Net trained on translated L) or adapt (U translated to L first)
+      strategy: tutor             # tutor (nnU-Net trained on translated L), adapt (U translated to L first) or
+                                  # proxy (nnU-Net self-trained on U's pseudo labels + translated L)
       pixel_size: {min: 0.07, max: 0.18}        # micrometres per pixel of the U images it was trained on
       translation: TEM2SEM/translation          # SynDiff model folder (config.json + weights.pt)
       nnunet: TEM2SEM/nnunet_tutor              # nnU-Net v2 trained model folder (dataset.json, plans.json, fold_*)
@@ -50,7 +51,9 @@ ENV_VAR = "ADS_SYNTH_MODELS"
 #: The package's own card folder.
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Pseudo-label strategies.
-STRATEGIES = ("tutor", "adapt")
+STRATEGIES = ("tutor", "adapt", "proxy")
+#: Strategies whose nnU-Net segments the U images themselves (a plain AxonDeepSeg model for U).
+SEGMENTS_TARGET = ("tutor", "proxy")
 #: Prefix of a card's folder name among AxonDeepSeg's models.
 ADS_PREFIX = "model_seg_pseudo_"
 #: Marker file written into a model folder that ads-synth installed into AxonDeepSeg/models.
@@ -76,7 +79,7 @@ class ModelCard:
     source, target : str
         Labeled (L) and unlabeled (U) modality.
     strategy : str
-        ``'tutor'`` or ``'adapt'``.
+        ``'tutor'``, ``'adapt'`` or ``'proxy'``.
     pixel_size : tuple of float
         ``(min, max)`` micrometres per pixel of the U images the model was trained on.
     translation, nnunet : Path
@@ -116,6 +119,11 @@ class ModelCard:
     def pair(self) -> str:
         """The modality pair, e.g. ``'TEM2SEM'``."""
         return f"{self.source}2{self.target}"
+
+    @property
+    def segments_target(self) -> bool:
+        """True when the nnU-Net segments target images directly (tutor, proxy): AxonDeepSeg can run it alone."""
+        return self.strategy in SEGMENTS_TARGET
 
     @property
     def description(self) -> str:

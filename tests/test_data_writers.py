@@ -1,5 +1,7 @@
 """Writing AxonDeepSeg outputs, images, float maps and pixel sizes (ads_synth.data.writers)."""
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,17 @@ def test_check_targets(tmp_path):
     (tmp_path / "afile").write_bytes(b"x")
     with pytest.raises(InputError, match="afile"):
         check_targets([tmp_path / "afile" / "x.png"])
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    from ads_synth.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        (tmp_path / "plain.txt").write_text("x")
+        atomic_write_text(tmp_path / "atomic.txt", "x")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "plain.txt") == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atomic.txt", "plain.txt"]

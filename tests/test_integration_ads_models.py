@@ -36,6 +36,15 @@ def test_register_copies_nnunet_folder_under_ads_name(tmp_path):
     assert ads_models.unregister_from_ads(card, models) and not folder.exists()
 
 
+def test_proxy_card_segments_the_target_and_registers_like_a_tutor_card(tmp_path):
+    proxy = make_fake_card(tmp_path / "cards", strategy="proxy")
+    assert proxy.segments_target and proxy.nnunet.name == "nnunet_proxy"
+    folder = ads_models.register_in_ads(proxy, tmp_path / "m")
+    assert folder.name == "model_seg_pseudo_TEST2FAKE_proxy" and ads_models.is_registered(proxy, tmp_path / "m")
+    assert C.sha256_file(folder / "dataset.json") == proxy.files["TEST2FAKE/nnunet_proxy/dataset.json"]
+    assert not make_fake_card(tmp_path / "cards", strategy="adapt", seed=b"a").segments_target
+
+
 def test_adapt_cards_and_cards_without_files_are_not_registered(tmp_path):
     adapt = make_fake_card(tmp_path / "cards", strategy="adapt")
     with pytest.raises(InputError, match="adaptation model.*--pseudo adapt"):

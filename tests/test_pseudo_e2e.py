@@ -192,3 +192,65 @@ def test_pseudo_command_refuses_bad_input_before_training(pipeline, tmp_path, ca
                             str(pipeline.translation)]) == 2
     assert "pixel size" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_proxy_trains_on_confident_pseudo_labels_and_segments_u(pipeline, tmp_path):
+    """``--strategy proxy``: U image + combined pseudo labels (unsure pixels ignored) + the tutorship cases."""
+    import json
+
+    from ads_synth.data.datasets import _nearest_axonmyelin
+    from ads_synth.data.resample import resize_to
+    from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
+    from tiny_models import record_opened_files, run_ads_axon_segmentation, tiny_settings
+
+    out = tmp_path / "OUT"
+    shutil.copytree(pipeline.out / "models", out / "models")  # tutor and L reused, not retrained
+    with record_opened_files() as opened:
+        result = run_pseudo("proxy", pipeline.labeled, pipeline.unlabeled, pipeline.translation, out,
+                            settings=tiny_settings(pipeline.folds), options=OutputOptions(skip_existing=True),
+                            progress=False, min_confidence=0.6)
+    u_labels = {p.resolve() for p in (pipeline.unlabeled / "derivatives").rglob("*.png")}
+    assert u_labels and not (set(opened) & u_labels)
+    assert sorted({r["strategy"] for r in result["records"]}) == ["adapt", "combined", "proxy", "tutor"]
+
+    info = json.loads((result["models"]["proxy"] / "ads_synth.json").read_text())
+    assert info["strategy"] == "proxy" and info["domain"] == "U" and info["pixel_size"] == 0.2
+    assert info["trained_on"]["min_confidence"] == 0.6 and info["trained_on"]["n_images"] == 5
+    assert info["folds"] == list(pipeline.folds)  # the folds actually trained
+    raw = out / "work" / "nnunet" / "raw" / "Dataset503_proxy"
+    assert json.loads((raw / "dataset.json").read_text())["labels"]["ignore"] == 3
+    cases = sorted(p.name for p in (raw / "labelsTr").glob("*.png"))
+    assert len(cases) == 6 and sum("rat4" in c for c in cases) == 1
+
+    # the U case: the combined pseudo labels at U's working grid, 3 (ignore) exactly where confidence < 0.6
+    stem = _image(pipeline).stem
+    case = _read(next((raw / "labelsTr").glob("*rat4*.png")))
+    combined = out / "pseudo_labels" / "combined"
+    teacher = resize_to(_nearest_axonmyelin(_read(combined / f"{stem}_seg-axonmyelin.png")), case.shape, order=0)
+    confidence = resize_to(_read(combined / f"{stem}_seg-confidence.png").astype(np.float32) / 255, case.shape)
+    assert np.array_equal(case == 3, confidence < 0.6)
+    assert 0 < np.mean(case == 3) < 1
+    assert np.array_equal(case[case != 3], teacher[case != 3])
+
+    # the trained model folder is a plain 3-class model: AxonDeepSeg's own loader writes its usual three files
+    assert "ignore" not in json.loads((result["models"]["proxy"] / "dataset.json").read_text())["labels"]
+    tile = tmp_path / "ads" / "tile.png"
+    tile.parent.mkdir()
+    Image.fromarray(_read(_image(pipeline))[:160, :160]).save(tile)
+    written = run_ads_axon_segmentation(tile, result["models"]["proxy"])
+    assert sorted(written) == ["tile_seg-axon.png", "tile_seg-axonmyelin.png", "tile_seg-myelin.png"]
+
+    folder = out / "pseudo_labels" / "proxy"
+    both = _read(folder / f"{stem}_seg-axonmyelin.png")
+    assert both.shape == _read(_image(pipeline)).shape[:2] and set(np.unique(both)) <= {0, 127, 255}
+    assert (folder / f"{stem}_seg-confidence.png").is_file()
+
+
+def test_proxy_strategy_brings_its_teachers():
+    from ads_synth.segmentation.pseudo import parse_strategies
+
+    assert parse_strategies("proxy") == ["tutor", "adapt", "proxy"]
+    assert parse_strategies(["proxy", "direct"]) == ["direct", "tutor", "adapt", "proxy"]
+    assert parse_strategies("all") == ["tutor", "adapt", "direct"]
+    with pytest.raises(InputError, match="proxy"):
+        parse_strategies("self")

@@ -3,14 +3,12 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from tiny_models import tiny_pipeline
+from tiny_models import run_ads_axon_segmentation, tiny_pipeline
 
 
 @pytest.fixture(scope="session")
@@ -94,18 +92,10 @@ def test_axondeepseg_loads_and_runs_the_model_folder(l_model, shared_data, tmp_p
 
     sample = find_samples(shared_data / "tem-srf")[0]
     Image.fromarray(read_image(sample.image)[:160, :160]).save(image)
-    code = (
-        "import sys, pathlib, torch; torch.set_num_threads(1)\n"
-        "from AxonDeepSeg.apply_model import axon_segmentation\n"
-        "axon_segmentation([pathlib.Path(sys.argv[1])], pathlib.Path(sys.argv[2]), model_type='ensemble')\n"
-    )
-    env = {**os.environ, "nnUNet_def_n_proc": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-c", code, str(image), str(l_model)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    for suffix in ("_seg-axon.png", "_seg-myelin.png", "_seg-axonmyelin.png"):
-        out = tmp_path / f"tile{suffix}"
-        assert out.is_file() and np.array(Image.open(out)).shape == (160, 160)
+    outputs = run_ads_axon_segmentation(image, l_model)
+    assert sorted(outputs) == ["tile_seg-axon.png", "tile_seg-axonmyelin.png", "tile_seg-myelin.png"]
+    for out in outputs.values():
+        assert out.shape == (160, 160)
 
 
 def test_training_skips_finished_folds_and_continues_interrupted_ones(l_model, pipeline, tmp_path):

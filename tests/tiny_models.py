@@ -235,3 +235,27 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
                             progress=False)
     _PIPELINES[key] = TinyPipeline(base, translation, labeled, unlabeled, out, result, set(opened), tuple(folds))
     return _PIPELINES[key]
+
+
+def run_ads_axon_segmentation(image, model_dir, timeout=300) -> dict:
+    """Segment ``image`` with AxonDeepSeg's own loader (``apply_model.axon_segmentation``) in a subprocess.
+
+    Returns ``{file name: array}`` of the ``<stem>_seg-*.png`` files it wrote beside the image.
+    """
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    image = Path(image)
+    code = (
+        "import sys, pathlib, torch; torch.set_num_threads(1)\n"
+        "from AxonDeepSeg.apply_model import axon_segmentation\n"
+        "axon_segmentation([pathlib.Path(sys.argv[1])], pathlib.Path(sys.argv[2]), model_type='ensemble')\n"
+    )
+    env = {**os.environ, "nnUNet_def_n_proc": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", code, str(image), str(model_dir)], cwd=image.parent, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return {p.name: np.array(Image.open(p)) for p in sorted(image.parent.glob(f"{image.stem}_seg-*.png"))}

@@ -1,13 +1,15 @@
 """``ads-synth models list|show|install|verify|create|pack|unregister``: the pseudo-label model family.
 
-Cards are read by :mod:`ads_synth_models.cards` (package folder and ``$ADS_SYNTH_MODELS``); a tutorship card's
+Cards are read by :mod:`ads_synth_models.cards` (package folder and ``$ADS_SYNTH_MODELS``); a tutorship or proxy card's
 nnU-Net folder is installed among AxonDeepSeg's models by :mod:`ads_synth.integration.ads_models`.
 """
+
+from ads_synth_models.cards import STRATEGIES
 
 
 def _ads_status(card):
     """The card's folder name among AxonDeepSeg's models, or why it has none."""
-    if card.strategy != "tutor":
+    if not card.segments_target:
         return "- (adapt: use axondeepseg -t ... --pseudo adapt)"
     try:
         from ads_synth.integration.ads_models import is_registered
@@ -57,7 +59,7 @@ def run_show(args):
 def _register(card, no_ads, overwrite):
     if no_ads:
         return
-    if card.strategy != "tutor":
+    if not card.segments_target:
         print(f"  {card.name}: adaptation model, not an AxonDeepSeg model on its own; run it with "
               f"`axondeepseg -t {card.target} -s {card.source} --pseudo adapt -i IMAGE`")
         return
@@ -89,7 +91,7 @@ def _ads_copy_problems(card):
     from ads_synth.integration.ads_models import ads_model_path, is_registered
     from ads_synth_models.cards import sha256_file
 
-    if card.strategy != "tutor" or not is_registered(card):
+    if not card.segments_target or not is_registered(card):
         return []
     folder = ads_model_path(card)
     prefix = card.nnunet.relative_to(card.root).as_posix() + "/"
@@ -208,8 +210,8 @@ def register(subparsers):
         "install",
         help="install a card's files from --archive FILE.zip (offline) and its AxonDeepSeg model",
         description="Install model cards: unpack and verify a downloaded archive (--archive; nothing is "
-        "downloaded), or check a card whose files are present; then copy tutorship models into AxonDeepSeg's models as "
-        "model_seg_pseudo_<pair>_tutor so that `axondeepseg -m` and the ADS napari widget list them.",
+        "downloaded), or check a card whose files are present; then copy tutorship and proxy models into AxonDeepSeg's "
+        "models as model_seg_pseudo_<pair>_<strategy> so that `axondeepseg -m` and the ADS napari widget list them.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="card name(s) to install")
     p.add_argument("--archive", metavar="FILE.zip", help="a downloaded model archive to install offline")
@@ -227,7 +229,7 @@ def register(subparsers):
     p = sub.add_parser("create", help="write a card for a trained translation model and nnU-Net model")
     p.add_argument("--source", required=True, help="labeled modality (e.g. TEM)")
     p.add_argument("--target", required=True, help="unlabeled modality (e.g. SEM)")
-    p.add_argument("--strategy", required=True, choices=("tutor", "adapt"))
+    p.add_argument("--strategy", required=True, choices=STRATEGIES)
     p.add_argument("--translation", required=True, metavar="DIR", help="SynDiff model folder")
     p.add_argument("--nnunet", required=True, metavar="DIR", help="nnU-Net trained model folder")
     p.add_argument("--pixel-size", dest="pixel_size", required=True, type=float, nargs="+", metavar="UM",

@@ -17,7 +17,8 @@ def run(args):
     result = run_pseudo(args.strategy, args.labeled, args.unlabeled, args.translation, args.out, settings=settings,
                         pixel_size=args.pixel_size, l_model=args.l_model,
                         l_model_pixel_size=args.segmentation_pixel_size, options=options,
-                        use_mirroring=args.mirroring, progress=not args.no_progress)
+                        use_mirroring=args.mirroring, progress=not args.no_progress,
+                        min_confidence=args.min_confidence)
     for name, folder in result["models"].items():
         print(f"model {name}: {folder}")
     for r in result["records"]:
@@ -36,7 +37,8 @@ def register(subparsers):
         "tutor and adapt both run). The unlabeled images' labels are never read. Example: ads-synth pseudo "
         "--strategy tutor --labeled tem-srf --unlabeled sem-images --translation runs/tem2sem -o out")
     p.add_argument("--strategy", nargs="+", required=True, metavar="NAME",
-                   help="tutor (L->U), adapt (U->L), direct (the L model without translation, the floor) or all")
+                   help="tutor (L->U), adapt (U->L), direct (the L model without translation, the floor), all (those "
+                   "three) or proxy (self-training on U's combined pseudo labels; runs tutor and adapt first)")
     p.add_argument("--labeled", nargs="+", required=True, metavar="PATH", help="labeled L dataset(s)")
     p.add_argument("--unlabeled", required=True, metavar="PATH", help="U images: an image, a folder or a dataset")
     p.add_argument("--translation", required=True, metavar="MODEL", help="SynDiff translation model folder")
@@ -48,6 +50,9 @@ def register(subparsers):
                    "instead of training OUT/models/L")
     p.add_argument("--segmentation-pixel-size", dest="segmentation_pixel_size", type=float, default=None,
                    metavar="UM", help="pixel size of --l-model when it has no ads_synth.json (else: no rescale)")
+    p.add_argument("--min-confidence", dest="min_confidence", type=float, default=None, metavar="C",
+                   help="proxy: pseudo-label pixels below this confidence (0 to 1) are left out of its training "
+                   "(default 0.5)")
     add_training_arguments(p)
     add_output_arguments(p)
     p.set_defaults(func=run)

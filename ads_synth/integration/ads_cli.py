@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ads_synth_models.cards import STRATEGIES
+
 PROG = "axondeepseg"
 #: Options that switch ``axondeepseg`` into pseudo-label mode.
 PSEUDO_TRIGGERS = ("-t", "--target", "--pseudo")
@@ -47,9 +49,10 @@ def add_pseudo_arguments(parser, strategy_flags=("--pseudo",), modality_flags=("
         help="modality of the images, the unlabeled one (e.g. SEM)",
     )
     required.add_argument(
-        *strategy_flags, dest="strategy", required=True, choices=("tutor", "adapt"),
+        *strategy_flags, dest="strategy", required=True, choices=STRATEGIES,
         help="tutor: an nnU-Net trained on translated labeled images segments the images; "
-        "adapt: the images are translated to the labeled modality and segmented there",
+        "adapt: the images are translated to the labeled modality and segmented there; "
+        "proxy: an nnU-Net self-trained on both paths' pseudo labels segments the images",
     )
     parser.add_argument(
         "-s", "--source", default="TEM", metavar="MODALITY",

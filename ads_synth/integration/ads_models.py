@@ -2,11 +2,12 @@
 
 AxonDeepSeg 5.5.0 lists its models with ``ads_utils.get_existing_models_list()`` (the sub-folders of
 ``AxonDeepSeg/models`` in the installed package) and, in ``segment.segment_images``, tries to download any model
-whose folder name is not in that list. A tutorship card's nnU-Net folder is a plain AxonDeepSeg model for the
-target modality (it was trained on translated source images and is applied to real target images), so installing
-it there as ``model_seg_pseudo_<pair>_tutor`` lets ``axondeepseg -m <that folder>`` and the ADS napari widget use
-it unchanged. An adaptation card's nnU-Net is a *source*-modality model that needs the target images translated
-first: it is not installed there (use ``axondeepseg -t <target> --pseudo adapt``).
+whose folder name is not in that list. A tutorship or proxy card's nnU-Net folder is a plain AxonDeepSeg model for
+the target modality (trained on translated source images, the proxy also on target images with their pseudo
+labels; applied to real target images), so installing it there as ``model_seg_pseudo_<pair>_<strategy>`` lets
+``axondeepseg -m <that folder>`` and the ADS napari widget use it unchanged. An adaptation card's nnU-Net is a
+*source*-modality model that needs the target images translated first: it is not installed there (use
+``axondeepseg -t <target> --pseudo adapt``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def register_in_ads(card, models_dir=None, overwrite=False) -> Path:
     """
     from ads_synth_models.cards import require_files
 
-    if card.strategy != "tutor":
+    if not card.segments_target:
         raise InputError(
             f"{card.path}: model card {card.name} is an adaptation model (its nnU-Net segments {card.source} "
             f"images, after {card.target} images are translated); AxonDeepSeg cannot run it alone: use "

@@ -132,7 +132,7 @@ def run_pseudo_labels(
     paths : list of str or Path
         Images and/or folders (as AxonDeepSeg's ``-i``).
     target, strategy, source : str
-        Select the card (``strategy`` is ``'tutor'`` or ``'adapt'``); ignored when ``card`` is given.
+        Select the card (``strategy``: ``'tutor'``, ``'adapt'`` or ``'proxy'``); ignored when ``card`` is given.
     card : ModelCard or str, optional
         A card or a card name to use instead.
     gpu_id : int

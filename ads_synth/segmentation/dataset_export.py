@@ -27,6 +27,8 @@ from ads_synth.errors import InputError
 FILE_ENDING = ".png"
 #: nnU-Net's label dictionary (the class values of :func:`ads_synth.data.load_label_map`).
 LABELS = {"background": CLASSES["background"], "myelin": CLASSES["myelin"], "axon": CLASSES["axon"]}
+#: nnU-Net's ignore label (its highest label value): pixels that carry no supervision (unsure pseudo labels).
+IGNORE = max(LABELS.values()) + 1
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -52,17 +54,18 @@ def case_ids(names):
     return out
 
 
-def dataset_json(num_training, channel_name="microscopy") -> dict:
-    """The ``dataset.json`` of an ads-synth raw dataset."""
+def dataset_json(num_training, channel_name="microscopy", ignore_label=False) -> dict:
+    """The ``dataset.json`` of an ads-synth raw dataset (with nnU-Net's ``ignore`` label when asked)."""
     return {
         "channel_names": {"0": str(channel_name)},
-        "labels": dict(LABELS),
+        "labels": {**LABELS, "ignore": IGNORE} if ignore_label else dict(LABELS),
         "numTraining": int(num_training),
         "file_ending": FILE_ENDING,
     }
 
 
-def export_raw_dataset(cases, folder, channel_name="microscopy", overwrite=False, progress=True, total=None):
+def export_raw_dataset(cases, folder, channel_name="microscopy", overwrite=False, progress=True, total=None,
+                       ignore_label=False):
     """Write an nnU-Net v2 raw dataset from ``(case_id, image, label_map)`` triples.
 
     Parameters
@@ -81,6 +84,8 @@ def export_raw_dataset(cases, folder, channel_name="microscopy", overwrite=False
         tqdm bar over cases.
     total : int, optional
         Number of cases, for the bar.
+    ignore_label : bool
+        Label maps may hold :data:`IGNORE` (3): pixels nnU-Net's loss leaves out.
 
     Returns
     -------
@@ -103,14 +108,16 @@ def export_raw_dataset(cases, folder, channel_name="microscopy", overwrite=False
             raise ValueError(f"case {case}: expected a 2-D uint8 or uint16 image, got {image.dtype} {image.shape}")
         if label_map.shape != image.shape:
             raise ValueError(f"case {case}: label map {label_map.shape} does not match the image {image.shape}")
-        if label_map.size and int(label_map.max()) > max(LABELS.values()):
-            raise ValueError(f"case {case}: label values must be 0, 1 or 2")
+        top = IGNORE if ignore_label else max(LABELS.values())
+        if label_map.size and int(label_map.max()) > top:
+            raise ValueError(f"case {case}: label values must be 0 to {top}")
         write_image(images_dir / f"{case}_0000{FILE_ENDING}", image)
         write_image(labels_dir / f"{case}{FILE_ENDING}", label_map.astype(np.uint8))
         n += 1
     if n == 0:
         raise InputError(f"{folder}: no training cases to export; give a labeled dataset with images.")
-    (folder / "dataset.json").write_text(json.dumps(dataset_json(n, channel_name), indent=2), encoding="utf-8")
+    meta = dataset_json(n, channel_name, ignore_label)
+    (folder / "dataset.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return folder
 
 

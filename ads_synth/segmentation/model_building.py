@@ -7,6 +7,10 @@ Two kinds of training data, one builder (:func:`build_segmentation_model`):
 * :func:`translated_cases`: tutorship, ``{X_L->U, Y_L}``: each labeled L image translated into U's look on the
   translation model's working grid (``output_grid="model"``, effective pixel size = U's working pixel size), its
   labels resized (nearest neighbour) to the translated image's shape. The model segments U images.
+* :func:`pseudo_labeled_cases`: the proxy (self-training), the unlabeled images themselves with the pseudo labels
+  that both paths agreed on (``combined``), rescaled to U's working pixel size; pixels whose confidence is below a
+  threshold become nnU-Net's ignore label, so only confident pseudo labels teach. :func:`train_proxy_model` adds
+  the tutorship cases ``{X_L->U, Y_L}``, so the proxy learns from both paths' outputs and the true L labels.
 
 Everything is resumable: the raw dataset is written once (``dataset.json`` last), planning and preprocessing are
 skipped when done, folds with ``checkpoint_final.pth`` are skipped and interrupted folds continue from
@@ -21,11 +25,16 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ads_synth.errors import InputError
 
 #: nnU-Net dataset ids in a work folder.
 TUTOR_DATASET_ID = 501
 LABELED_DATASET_ID = 502
+PROXY_DATASET_ID = 503
+#: Pseudo-label pixels below this confidence are left out of the proxy's loss.
+DEFAULT_MIN_CONFIDENCE = 0.5
 _SOURCE_FILE = "ads_synth_source.json"
 
 
@@ -130,6 +139,43 @@ def translated_cases(samples, translation_model, seed=0):
         yield case, translated, labels
 
 
+def pseudo_labeled_cases(items, pixel_size, min_confidence=DEFAULT_MIN_CONFIDENCE):
+    """Yield ``(case_id, X_U, pseudo label map)`` at ``pixel_size``; unsure pixels get the ignore label.
+
+    Parameters
+    ----------
+    items : list of (Sample, float, Path, Path)
+        U sample, its pixel size, its pseudo-label ``_seg-axonmyelin.png`` and ``_seg-confidence.png``.
+    pixel_size : float
+        U's working pixel size.
+    min_confidence : float
+        Pixels with a lower confidence (0 to 1) get :data:`~ads_synth.segmentation.dataset_export.IGNORE`.
+    """
+    from ads_synth.data.datasets import _nearest_axonmyelin
+    from ads_synth.data.images import read_image, read_label
+    from ads_synth.data.resample import rescale, resize_to, scale_factor
+    from ads_synth.segmentation.dataset_export import IGNORE, case_ids
+
+    for case, (s, px, label_path, confidence_path) in zip(case_ids(item[0].name for item in items), items):
+        image = read_image(s.image)
+        labels = _nearest_axonmyelin(read_label(label_path))
+        confidence = read_label(confidence_path).astype(np.float32) / 255.0
+        if labels.shape != image.shape or confidence.shape != image.shape:
+            raise InputError(f"{label_path}: pseudo labels do not match {s.image.name}; pseudo-label it again.")
+        factor = scale_factor(px, pixel_size)
+        if abs(factor - 1.0) > 1e-6:
+            image = rescale(image, factor, order=1)
+            labels = resize_to(labels, image.shape, order=0)
+            confidence = resize_to(confidence, image.shape, order=1)
+        labels[confidence < min_confidence] = IGNORE
+        yield case, image, labels
+
+
+def _chain(*makers):
+    for make in makers:
+        yield from make()
+
+
 # -------------------------------------------------------------------------------------------------------------
 # the builder
 # -------------------------------------------------------------------------------------------------------------
@@ -150,7 +196,7 @@ def _read_json(path):
 
 
 def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, cases, n_cases, info, settings,
-                             channel_name="microscopy", overwrite=False) -> Path:
+                             channel_name="microscopy", overwrite=False, ignore_label=False) -> Path:
     """Train (or finish training) a segmentation model folder.
 
     Parameters
@@ -173,6 +219,8 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     channel_name : str
     overwrite : bool
         Retrain when ``model_dir`` holds a model trained on something else (else InputError).
+    ignore_label : bool
+        The label maps use nnU-Net's ignore label (see ``export_raw_dataset``).
 
     Returns
     -------
@@ -214,7 +262,7 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
             if stale.exists():
                 shutil.rmtree(stale)
         export_raw_dataset(cases(), raw, channel_name=channel_name, overwrite=True, progress=settings.progress,
-                           total=n_cases)
+                           total=n_cases, ignore_label=ignore_label)
         verify_raw_dataset(raw)
         (raw / _SOURCE_FILE).write_text(json.dumps(source, indent=2), encoding="utf-8")
     log = work_dir / "nnunet_log.txt"
@@ -223,19 +271,35 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     full_info = {
         **info,
         "trainer": settings.trainer,
-        "folds": settings.folds,
+        "folds": finished_folds(model_dir) if model_dir.is_dir() else [],  # the trained folds, kept up to date
         "epochs": settings.epochs,
         "iterations_per_epoch": settings.iterations,
         "nnunet_dataset": name,
         "ads_synth_version": __version__,
     }
-    if existing:
-        full_info["folds"] = sorted(set(existing.get("folds") or []) | set(settings.folds), key=str)
     write_model_info(model_dir, full_info)
     train_folds(folders, name, model_dir, settings.folds, trainer=settings.trainer, epochs=settings.epochs,
                 iterations=settings.iterations, val_iterations=settings.val_iterations, device=settings.device,
                 progress=settings.progress, verbose=settings.verbose)
+    if ignore_label:
+        _drop_ignore_label(model_dir / "dataset.json")
+    write_model_info(model_dir, {**full_info, "folds": finished_folds(model_dir)})
     return model_dir
+
+
+def _drop_ignore_label(path):
+    """Remove ``ignore`` from a trained model's ``dataset.json``.
+
+    The ignore label only masks the training loss; the network predicts background, myelin and axon either way
+    (nnU-Net gives the ignore label no output). AxonDeepSeg would read ``ignore`` as a fourth class, write a
+    ``_seg-ignore.png`` and no ``_seg-axonmyelin.png``.
+    """
+    from ads_synth.atomic import atomic_write_text
+
+    meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    if "ignore" in meta.get("labels", {}):
+        meta["labels"] = {k: v for k, v in meta["labels"].items() if k != "ignore"}
+        atomic_write_text(path, json.dumps(meta, indent=4))
 
 
 def _paths(samples):
@@ -326,3 +390,53 @@ def train_tutor_model(labeled_samples, translation_model, translation_path, mode
                                     cases=lambda: translated_cases(labeled_samples, translation_model, seed),
                                     n_cases=len(labeled_samples), info=info, settings=settings,
                                     channel_name="L2U", overwrite=overwrite)
+
+
+def train_proxy_model(pseudo_items, labeled_samples, translation_model, translation_path, model_dir, work_dir, *,
+                      settings=None, min_confidence=DEFAULT_MIN_CONFIDENCE, overwrite=False, seed=0) -> Path:
+    """Train the proxy: U images with their confident pseudo labels plus ``{X_L->U, Y_L}`` (module docstring).
+
+    Parameters
+    ----------
+    pseudo_items : list of (Sample, float, Path, Path)
+        See :func:`pseudo_labeled_cases`.
+    labeled_samples : list of Sample
+        Labeled L samples (the tutorship cases); may be empty.
+    translation_model : SynDiff
+    translation_path : str or Path
+    model_dir, work_dir : str or Path
+    settings : TrainSettings, optional
+    min_confidence : float
+        Confidence (0 to 1) below which pseudo-label pixels are ignored.
+    overwrite : bool
+    seed : int
+        Translation seed.
+
+    Returns
+    -------
+    Path
+        ``model_dir``.
+    """
+    from ads_synth.translation.translate import working_pixel_sizes
+
+    settings = (settings or TrainSettings()).check()
+    if not 0.0 <= float(min_confidence) <= 1.0:
+        raise InputError(f"--min-confidence {min_confidence}: give a value from 0 to 1.")
+    check_labeled(labeled_samples)
+    work = working_pixel_sizes(translation_model, str(translation_path))
+    info = {
+        "pixel_size": work["U"],
+        "domain": "U",
+        "strategy": "proxy",
+        "trained_on": {"data": _paths(labeled_samples), "n_images": len(labeled_samples),
+                       "unlabeled": [str(Path(item[0].image).resolve()) for item in pseudo_items],
+                       "pseudo_labels": sorted({str(Path(item[2]).resolve().parent) for item in pseudo_items}),
+                       "min_confidence": float(min_confidence),
+                       "translation": str(Path(translation_path).resolve()), "seed": seed},
+    }
+    return build_segmentation_model(
+        model_dir, work_dir, dataset_id=PROXY_DATASET_ID, dataset_label="proxy",
+        cases=lambda: _chain(lambda: pseudo_labeled_cases(pseudo_items, work["U"], min_confidence),
+                             lambda: translated_cases(labeled_samples, translation_model, seed)),
+        n_cases=len(pseudo_items) + len(labeled_samples), info=info, settings=settings, channel_name="U",
+        overwrite=overwrite, ignore_label=True)

@@ -9,6 +9,10 @@ Strategies (:data:`STRATEGIES`), for a U image at pixel size ``px``:
 * ``direct``: the L model applied to the U image without translation (the floor of the comparison): exactly the
   adaptation path minus the translation, i.e. the U image rescaled to U's working pixel size and read as an image
   at L's working pixel size (without a translation model: at its physical pixel size).
+* ``proxy`` (self-training, needs tutor and adapt first): a model trained on the U images themselves with the
+  confident part of the ``combined`` pseudo labels, plus the tutorship's ``{X_L->U, Y_L}``
+  (:func:`~ads_synth.segmentation.model_building.train_proxy_model`); it segments U images as the tutorship
+  model does.
 
 Each path predicts fold by fold (:class:`~ads_synth.segmentation.predict.SegmentationModel`), the ensemble label and
 the confidence come from the folds' agreement (:mod:`ads_synth.segmentation.confidence`); the label map goes back to
@@ -43,7 +47,9 @@ from ads_synth.errors import InputError
 from ads_synth.segmentation.confidence import confidence_to_uint8, label_and_confidence
 from ads_synth.segmentation.postprocess import postprocess_label_map
 
-STRATEGIES = ("tutor", "adapt", "direct")
+STRATEGIES = ("tutor", "adapt", "direct", "proxy")
+#: ``--strategy all``: the three paths of the paper's comparison (``proxy`` is asked for by name).
+ALL = ("tutor", "adapt", "direct")
 COMBINED = "combined"
 CONFIDENCE_SUFFIX = "_seg-confidence.png"
 CONFIDENCE_TIFF_SUFFIX = "_seg-confidence.tif"
@@ -52,6 +58,7 @@ STRATEGY_TITLES = {
     "tutor": "Tutorship (L->U)",
     "adapt": "Adaptation (U->L)",
     "direct": "L model applied directly",
+    "proxy": "Proxy (self-trained on U)",
     COMBINED: "Tutorship + adaptation",
 }
 
@@ -89,7 +96,7 @@ class _Job:
 
 def _check_strategy(strategy):
     if strategy not in STRATEGIES:
-        raise InputError(f"--strategy {strategy!r}: choose tutor (L->U), adapt (U->L) or direct.")
+        raise InputError(f"--strategy {strategy!r}: choose tutor (L->U), adapt (U->L), direct or proxy.")
     return strategy
 
 
@@ -277,11 +284,11 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
         Image files, folders or datasets of the unlabeled domain.
     translation : str or Path or SynDiff or None
         Translation model: needed by ``adapt``; gives ``direct`` its grid (the module docstring); unused by
-        ``tutor``.
+        ``tutor`` and ``proxy``.
     segmentation : str or Path or SegmentationModel
-        ``tutor``: the tutorship model; ``adapt`` / ``direct``: a model trained on L (an ads-synth folder or any
-        AxonDeepSeg nnU-Net model folder).
-    strategy : {"tutor", "adapt", "direct"}
+        ``tutor`` / ``proxy``: the tutorship or proxy model; ``adapt`` / ``direct``: a model trained on L (an
+        ads-synth folder or any AxonDeepSeg nnU-Net model folder).
+    strategy : {"tutor", "adapt", "direct", "proxy"}
     out_dir : str or Path, optional
         Output folder; default beside each image (AxonDeepSeg's convention).
     overwrite : bool
@@ -321,28 +328,33 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
 
 
 def parse_strategies(strategies):
-    """``--strategy`` values -> ordered unique strategies (``all`` = tutor, adapt, direct)."""
+    """``--strategy`` values -> ordered unique strategies (``all`` = tutor, adapt, direct; ``proxy`` adds the two
+    paths it learns from, and runs last)."""
     if isinstance(strategies, str):
         strategies = [strategies]
     out = []
     for s in strategies:
-        for name in (STRATEGIES if s == "all" else [s]):
+        for name in (ALL if s == "all" else [s]):
             _check_strategy(name)
             if name not in out:
                 out.append(name)
     if not out:
-        raise InputError("--strategy: give tutor, adapt, direct or all.")
+        raise InputError("--strategy: give tutor, adapt, direct, proxy or all.")
+    if "proxy" in out:
+        out = [s for s in out if s != "proxy"]
+        out += [s for s in ("tutor", "adapt") if s not in out] + ["proxy"]
     return out
 
 
 def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=None, pixel_size=None,
-               l_model=None, l_model_pixel_size=None, options=None, use_mirroring=False, progress=True) -> dict:
+               l_model=None, l_model_pixel_size=None, options=None, use_mirroring=False, progress=True,
+               min_confidence=None) -> dict:
     """``ads-synth pseudo``: train what is missing, then pseudo-label the unlabeled images.
 
     Parameters
     ----------
     strategies : str or list
-        ``tutor``, ``adapt``, ``direct`` or ``all`` (:func:`parse_strategies`).
+        ``tutor``, ``adapt``, ``direct``, ``proxy`` or ``all`` (:func:`parse_strategies`).
     labeled : str or Path or list
         Labeled L dataset(s) (only their labels are read for training).
     unlabeled : str or Path
@@ -363,6 +375,9 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
     options : OutputOptions, optional
         Default: ``skip_existing=True`` (resumable).
     use_mirroring, progress : bool
+    min_confidence : float, optional
+        ``proxy``: pseudo-label pixels below this confidence (0 to 1) are left out of its training; default
+        :data:`~ads_synth.segmentation.model_building.DEFAULT_MIN_CONFIDENCE`.
 
     Returns
     -------
@@ -370,9 +385,11 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
         ``{"models": {name: Path}, "records": [...], "out": Path}``.
     """
     from ads_synth.segmentation.model_building import (
+        DEFAULT_MIN_CONFIDENCE,
         TrainSettings,
         check_labeled,
         train_labeled_model,
+        train_proxy_model,
         train_tutor_model,
     )
     from ads_synth.device import resolve_device
@@ -414,7 +431,7 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
 
     loaded = {}  # one SegmentationModel per folder (adapt and direct share the L model)
     models = {}
-    for strategy in strategies:
+    for strategy in (s for s in strategies if s != "proxy"):
         key = "tutor" if strategy == "tutor" else "L"
         if key not in loaded:
             external = key == "L" and l_model is not None
@@ -422,7 +439,17 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
                                         use_mirroring, l_model_pixel_size if external else None)
         models[strategy] = loaded[key]
     pseudo_dir = out / "pseudo_labels"
-    names = list(strategies) + ([COMBINED] if "tutor" in strategies and "adapt" in strategies else [])
+    names = list(models) + ([COMBINED] if "tutor" in models and "adapt" in models else [])
     jobs = [_Job(s, px, {name: pseudo_dir / name for name in names}) for s, px in jobs_samples]
     records = _run_jobs(jobs, models, translation_model, options, progress=progress)
+    if "proxy" in strategies:
+        teacher = [(s, px, *(output_paths(s.image, pseudo_dir / COMBINED, [], OutputOptions())[k]
+                             for k in ("axonmyelin", "confidence"))) for s, px in jobs_samples]
+        min_confidence = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+        model_dirs["proxy"] = train_proxy_model(teacher, labeled_samples, translation_model, translation,
+                                                models_dir / "proxy", work_dir, settings=settings,
+                                                min_confidence=min_confidence, overwrite=options.overwrite)
+        proxy = {"proxy": _segmentation(model_dirs["proxy"], settings.folds, device, use_mirroring, None)}
+        jobs = [_Job(s, px, {"proxy": pseudo_dir / "proxy"}) for s, px in jobs_samples]
+        records += _run_jobs(jobs, proxy, translation_model, options, progress=progress)
     return {"models": model_dirs, "records": records, "out": out}
