@@ -216,8 +216,11 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
     derivatives/labels, never to be read); a random tiny translation model. Trains ``OUT/models/tutor`` and
     ``OUT/models/L`` (compact nnU-Net, ``folds``, a few iterations), writes ``OUT/pseudo_labels/{tutor,adapt,
     direct,combined}/`` with ``fold_<k>/`` and confidence TIFFs. Files opened by this process during the run are
-    recorded (:func:`record_opened_files`).
+    recorded (:func:`record_opened_files`). Runs with one torch thread, as the tests do (conftest), so that the
+    tests' own predictions can be compared with these bit for bit.
     """
+    import torch
+
     from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
 
     base = Path(base)
@@ -230,9 +233,14 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
     out = base / "OUT"
     settings = tiny_settings(folds, patch, epochs, iterations)
     options = OutputOptions(per_fold=True, confidence_tiff=True, skip_existing=True)
-    with record_opened_files() as opened:
-        result = run_pseudo("all", labeled, unlabeled, translation, out, settings=settings, options=options,
-                            progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with record_opened_files() as opened:
+            result = run_pseudo("all", labeled, unlabeled, translation, out, settings=settings, options=options,
+                                progress=False)
+    finally:
+        torch.set_num_threads(threads)
     _PIPELINES[key] = TinyPipeline(base, translation, labeled, unlabeled, out, result, set(opened), tuple(folds))
     return _PIPELINES[key]
 

@@ -27,16 +27,11 @@ from ads_synth.data.datasets import Sample, find_samples, load_label_map
 from ads_synth.data.writers import AXONMYELIN_SUFFIX
 from ads_synth.errors import InputError
 from ads_synth.segmentation.metrics import METRICS, SCORED_CLASSES, label_map_metrics
+from ads_synth.segmentation.pseudo import STRATEGY_TITLES as TITLES
 
 ENSEMBLE = "ensemble"
 #: Strategy order in tables and figures (others follow alphabetically).
-ORDER = ("tutor", "adapt", "combined", "direct")
-TITLES = {
-    "tutor": "Tutorship (L->U)",
-    "adapt": "Adaptation (U->L)",
-    "combined": "Tutorship + adaptation",
-    "direct": "L model applied directly",
-}
+ORDER = ("tutor", "adapt", "combined", "proxy", "direct")
 FLOOR = "direct"
 COLUMNS = tuple(f"{c}_{m}" for c in SCORED_CLASSES for m in METRICS)
 

@@ -150,12 +150,18 @@ def pseudo_labeled_cases(items, pixel_size, min_confidence=DEFAULT_MIN_CONFIDENC
         U's working pixel size.
     min_confidence : float
         Pixels with a lower confidence (0 to 1) get :data:`~ads_synth.segmentation.dataset_export.IGNORE`.
+
+    An image without one confident pixel teaches nothing (and nnU-Net 2.2.1's data loader fails on a case that is
+    all ignore label): it is left out with a warning; InputError when no image is left.
     """
+    import warnings
+
     from ads_synth.data.datasets import _nearest_axonmyelin
     from ads_synth.data.images import read_image, read_label
     from ads_synth.data.resample import rescale, resize_to, scale_factor
     from ads_synth.segmentation.dataset_export import IGNORE, case_ids
 
+    kept = 0
     for case, (s, px, label_path, confidence_path) in zip(case_ids(item[0].name for item in items), items):
         image = read_image(s.image)
         labels = _nearest_axonmyelin(read_label(label_path))
@@ -168,7 +174,15 @@ def pseudo_labeled_cases(items, pixel_size, min_confidence=DEFAULT_MIN_CONFIDENC
             labels = resize_to(labels, image.shape, order=0)
             confidence = resize_to(confidence, image.shape, order=1)
         labels[confidence < min_confidence] = IGNORE
+        if not (labels != IGNORE).any():
+            warnings.warn(f"{s.image.name}: no pseudo-label pixel reaches confidence {min_confidence}; the proxy "
+                          "does not train on this image.", stacklevel=2)
+            continue
+        kept += 1
         yield case, image, labels
+    if items and not kept:
+        raise InputError(f"no pseudo-label pixel of the {len(items)} unlabeled images reaches confidence "
+                         f"{min_confidence}: lower --min-confidence (see their _seg-confidence.png).")
 
 
 def _chain(*makers):
@@ -351,6 +365,21 @@ def train_labeled_model(labeled, model_dir, work_dir=None, *, pixel_size=None, s
                                     settings=settings, channel_name="L", overwrite=overwrite)
 
 
+def _u_model_info(strategy, labeled_samples, translation_model, translation_path, seed, **trained_on):
+    """``ads_synth.json`` of a model that segments U (tutor, proxy): U's working pixel size and its sources."""
+    from ads_synth.translation.translate import working_pixel_sizes
+
+    check_labeled(labeled_samples)
+    work = working_pixel_sizes(translation_model, str(translation_path))
+    return {
+        "pixel_size": work["U"],
+        "domain": "U",
+        "strategy": strategy,
+        "trained_on": {"data": _paths(labeled_samples), "n_images": len(labeled_samples), **trained_on,
+                       "translation": str(Path(translation_path).resolve()), "seed": seed},
+    }
+
+
 def train_tutor_model(labeled_samples, translation_model, translation_path, model_dir, work_dir, *, settings=None,
                       overwrite=False, seed=0) -> Path:
     """Train the tutorship model on ``{X_L->U, Y_L}`` (see the module docstring).
@@ -374,18 +403,8 @@ def train_tutor_model(labeled_samples, translation_model, translation_path, mode
     Path
         ``model_dir``.
     """
-    from ads_synth.translation.translate import working_pixel_sizes
-
     settings = (settings or TrainSettings()).check()
-    check_labeled(labeled_samples)
-    work = working_pixel_sizes(translation_model, str(translation_path))
-    info = {
-        "pixel_size": work["U"],
-        "domain": "U",
-        "strategy": "tutor",
-        "trained_on": {"data": _paths(labeled_samples), "n_images": len(labeled_samples),
-                       "translation": str(Path(translation_path).resolve()), "seed": seed},
-    }
+    info = _u_model_info("tutor", labeled_samples, translation_model, translation_path, seed)
     return build_segmentation_model(model_dir, work_dir, dataset_id=TUTOR_DATASET_ID, dataset_label="tutor",
                                     cases=lambda: translated_cases(labeled_samples, translation_model, seed),
                                     n_cases=len(labeled_samples), info=info, settings=settings,
@@ -417,26 +436,16 @@ def train_proxy_model(pseudo_items, labeled_samples, translation_model, translat
     Path
         ``model_dir``.
     """
-    from ads_synth.translation.translate import working_pixel_sizes
-
     settings = (settings or TrainSettings()).check()
     if not 0.0 <= float(min_confidence) <= 1.0:
         raise InputError(f"--min-confidence {min_confidence}: give a value from 0 to 1.")
-    check_labeled(labeled_samples)
-    work = working_pixel_sizes(translation_model, str(translation_path))
-    info = {
-        "pixel_size": work["U"],
-        "domain": "U",
-        "strategy": "proxy",
-        "trained_on": {"data": _paths(labeled_samples), "n_images": len(labeled_samples),
-                       "unlabeled": [str(Path(item[0].image).resolve()) for item in pseudo_items],
-                       "pseudo_labels": sorted({str(Path(item[2]).resolve().parent) for item in pseudo_items}),
-                       "min_confidence": float(min_confidence),
-                       "translation": str(Path(translation_path).resolve()), "seed": seed},
-    }
+    info = _u_model_info("proxy", labeled_samples, translation_model, translation_path, seed,
+                         unlabeled=[str(Path(item[0].image).resolve()) for item in pseudo_items],
+                         pseudo_labels=sorted({str(Path(item[2]).resolve().parent) for item in pseudo_items}),
+                         min_confidence=float(min_confidence))
     return build_segmentation_model(
         model_dir, work_dir, dataset_id=PROXY_DATASET_ID, dataset_label="proxy",
-        cases=lambda: _chain(lambda: pseudo_labeled_cases(pseudo_items, work["U"], min_confidence),
+        cases=lambda: _chain(lambda: pseudo_labeled_cases(pseudo_items, info["pixel_size"], min_confidence),
                              lambda: translated_cases(labeled_samples, translation_model, seed)),
         n_cases=len(pseudo_items) + len(labeled_samples), info=info, settings=settings, channel_name="U",
         overwrite=overwrite, ignore_label=True)
