@@ -21,15 +21,10 @@ def shared_data():
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Two cores are shared with other processes: one torch thread is much faster then (see docs)."""
-    try:
-        import torch
-    except ImportError:
+    from tiny_models import one_torch_thread
+
+    with one_torch_thread():
         yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

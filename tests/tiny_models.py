@@ -209,6 +209,20 @@ class TinyPipeline:
 _PIPELINES = {}
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run the block with one torch thread (two cores are shared with other processes; results then repeat bit
+    for bit)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iterations=4) -> TinyPipeline:
     """Run ``ads-synth pseudo --strategy all --per-fold`` once per session on real data with tiny models.
 
@@ -219,8 +233,6 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
     recorded (:func:`record_opened_files`). Runs with one torch thread, as the tests do (conftest), so that the
     tests' own predictions can be compared with these bit for bit.
     """
-    import torch
-
     from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
 
     base = Path(base)
@@ -233,14 +245,9 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
     out = base / "OUT"
     settings = tiny_settings(folds, patch, epochs, iterations)
     options = OutputOptions(per_fold=True, confidence_tiff=True, skip_existing=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with record_opened_files() as opened:
-            result = run_pseudo("all", labeled, unlabeled, translation, out, settings=settings, options=options,
-                                progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), record_opened_files() as opened:
+        result = run_pseudo("all", labeled, unlabeled, translation, out, settings=settings, options=options,
+                            progress=False)
     _PIPELINES[key] = TinyPipeline(base, translation, labeled, unlabeled, out, result, set(opened), tuple(folds))
     return _PIPELINES[key]
 

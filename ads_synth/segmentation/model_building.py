@@ -19,6 +19,7 @@ skipped when done, folds with ``checkpoint_final.pth`` are skipped and interrupt
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import statistics
@@ -185,11 +186,6 @@ def pseudo_labeled_cases(items, pixel_size, min_confidence=DEFAULT_MIN_CONFIDENC
                          f"{min_confidence}: lower --min-confidence (see their _seg-confidence.png).")
 
 
-def _chain(*makers):
-    for make in makers:
-        yield from make()
-
-
 # -------------------------------------------------------------------------------------------------------------
 # the builder
 # -------------------------------------------------------------------------------------------------------------
@@ -234,7 +230,8 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     overwrite : bool
         Retrain when ``model_dir`` holds a model trained on something else (else InputError).
     ignore_label : bool
-        The label maps use nnU-Net's ignore label (see ``export_raw_dataset``).
+        The label maps use nnU-Net's ignore label (see ``export_raw_dataset``; the trained model folder's
+        ``dataset.json`` leaves it out, :class:`~ads_synth.segmentation.nnunet_trainers.AdsSynthTrainer`).
 
     Returns
     -------
@@ -295,25 +292,8 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     train_folds(folders, name, model_dir, settings.folds, trainer=settings.trainer, epochs=settings.epochs,
                 iterations=settings.iterations, val_iterations=settings.val_iterations, device=settings.device,
                 progress=settings.progress, verbose=settings.verbose)
-    if ignore_label:
-        _drop_ignore_label(model_dir / "dataset.json")
     write_model_info(model_dir, {**full_info, "folds": finished_folds(model_dir)})
     return model_dir
-
-
-def _drop_ignore_label(path):
-    """Remove ``ignore`` from a trained model's ``dataset.json``.
-
-    The ignore label only masks the training loss; the network predicts background, myelin and axon either way
-    (nnU-Net gives the ignore label no output). AxonDeepSeg would read ``ignore`` as a fourth class, write a
-    ``_seg-ignore.png`` and no ``_seg-axonmyelin.png``.
-    """
-    from ads_synth.atomic import atomic_write_text
-
-    meta = json.loads(Path(path).read_text(encoding="utf-8"))
-    if "ignore" in meta.get("labels", {}):
-        meta["labels"] = {k: v for k, v in meta["labels"].items() if k != "ignore"}
-        atomic_write_text(path, json.dumps(meta, indent=4))
 
 
 def _paths(samples):
@@ -445,7 +425,7 @@ def train_proxy_model(pseudo_items, labeled_samples, translation_model, translat
                          min_confidence=float(min_confidence))
     return build_segmentation_model(
         model_dir, work_dir, dataset_id=PROXY_DATASET_ID, dataset_label="proxy",
-        cases=lambda: _chain(lambda: pseudo_labeled_cases(pseudo_items, info["pixel_size"], min_confidence),
-                             lambda: translated_cases(labeled_samples, translation_model, seed)),
+        cases=lambda: itertools.chain(pseudo_labeled_cases(pseudo_items, info["pixel_size"], min_confidence),
+                                      translated_cases(labeled_samples, translation_model, seed)),
         n_cases=len(pseudo_items) + len(labeled_samples), info=info, settings=settings, channel_name="U",
         overwrite=overwrite, ignore_label=True)

@@ -17,6 +17,7 @@ nnU-Net 2.2.1 looks trainer classes up by name inside ``nnunetv2/training/nnUNet
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from nnunetv2.training.dataloading.utils import _convert_to_npy
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from ads_synth.atomic import atomic_torch_save
+from ads_synth.atomic import atomic_torch_save, atomic_write_text
 
 #: The trainer name written into checkpoints (the network comes from the plans).
 CHECKPOINT_TRAINER_NAME = "nnUNetTrainer"
@@ -89,12 +90,25 @@ class AdsSynthTrainer(nnUNetTrainer):
             super().on_train_start()
         finally:
             self.unpack_dataset = unpack
+        self._write_model_dataset_json()
         if self.progress:
             from tqdm.auto import tqdm
 
             total = self.num_epochs * self.num_iterations_per_epoch
             self._bar = tqdm(total=total, initial=self.current_epoch * self.num_iterations_per_epoch,
                              desc=f"train fold {self.fold}", unit="it")
+
+    def _write_model_dataset_json(self):
+        """The model folder's ``dataset.json`` (nnU-Net copies it there) without the ``ignore`` label.
+
+        The ignore label only masks the training loss; the network predicts background, myelin and axon either way
+        (nnU-Net gives the ignore label no output). AxonDeepSeg would read ``ignore`` as a fourth class, write a
+        ``_seg-ignore.png`` and no ``_seg-axonmyelin.png``.
+        """
+        labels = {k: v for k, v in self.dataset_json["labels"].items() if k != "ignore"}
+        if self.local_rank == 0 and labels != self.dataset_json["labels"]:
+            atomic_write_text(Path(self.output_folder_base) / "dataset.json",
+                              json.dumps({**self.dataset_json, "labels": labels}, indent=4))
 
     def save_checkpoint(self, filename: str) -> None:
         super().save_checkpoint(filename)
