@@ -126,7 +126,8 @@ def test_evaluate_command_prints_table_with_independently_recomputed_dice(pipeli
 
 
 def test_rerun_resumes_without_training_or_rewriting(pipeline):
-    from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
+    from ads_synth.segmentation.pseudo import OutputOptions
+    from ads_synth.segmentation.pseudo_training import run_pseudo
     from tiny_models import tiny_settings
 
     checkpoints = sorted((pipeline.out / "models").rglob("checkpoint_final.pth"))
@@ -200,7 +201,8 @@ def test_proxy_trains_on_confident_pseudo_labels_and_segments_u(pipeline, tmp_pa
 
     from ads_synth.data.datasets import _nearest_axonmyelin
     from ads_synth.data.resample import resize_to
-    from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
+    from ads_synth.segmentation.pseudo import OutputOptions
+    from ads_synth.segmentation.pseudo_training import run_pseudo
     from tiny_models import record_opened_files, run_ads_axon_segmentation, tiny_settings
 
     out = tmp_path / "OUT"
@@ -263,7 +265,7 @@ def test_proxy_leaves_out_images_without_a_confident_pixel(pipeline):
 
 
 def test_proxy_strategy_brings_its_teachers():
-    from ads_synth.segmentation.pseudo import parse_strategies
+    from ads_synth.segmentation.pseudo_training import parse_strategies
 
     assert parse_strategies("proxy") == ["tutor", "adapt", "proxy"]
     assert parse_strategies(["proxy", "direct"]) == ["direct", "tutor", "adapt", "proxy"]

@@ -130,7 +130,7 @@ def test_postprocess_fills_axons_inside_myelin_and_removes_specks():
 # ---------------------------------------------------------------------------------------------------------------
 def test_folds_strategies_and_compact_plan_validation():
     from ads_synth.segmentation.plans import CompactPlan
-    from ads_synth.segmentation.pseudo import parse_strategies
+    from ads_synth.segmentation.pseudo_training import parse_strategies
     from ads_synth.segmentation.trainer import parse_folds
 
     assert parse_folds(None) == [0, 1, 2, 3, 4]

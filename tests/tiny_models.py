@@ -233,7 +233,8 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
     recorded (:func:`record_opened_files`). Runs with one torch thread, as the tests do (conftest), so that the
     tests' own predictions can be compared with these bit for bit.
     """
-    from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
+    from ads_synth.segmentation.pseudo import OutputOptions
+    from ads_synth.segmentation.pseudo_training import run_pseudo
 
     base = Path(base)
     key = (str(base.resolve()), tuple(folds), patch, epochs, iterations)

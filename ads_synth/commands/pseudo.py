@@ -9,7 +9,8 @@ from ads_synth.commands.segmentation import add_output_arguments, add_training_a
 
 
 def run(args):
-    from ads_synth.segmentation.pseudo import OutputOptions, run_pseudo
+    from ads_synth.segmentation.pseudo import OutputOptions
+    from ads_synth.segmentation.pseudo_training import run_pseudo
 
     settings = settings_from_args(args)
     options = OutputOptions(per_fold=args.per_fold, postprocess=not args.no_postprocess,

@@ -64,6 +64,7 @@ from ads_synth.device import resolve_device
 from ads_synth.errors import InputError
 from ads_synth.translation import scoring
 from ads_synth.translation.config import SynDiffConfig, get_preset
+from ads_synth.translation.formats import CHECKPOINT_NAME, CONFIG_NAME, RUN_FORMAT  # noqa: F401 (re-exported)
 from ads_synth.translation.tiles import (
     TileSampler,
     holdout_split,
@@ -74,9 +75,6 @@ from ads_synth.translation.tiles import (
 
 #: Learning rates decay (cosine) to this value at the last step, as in SynDiff.
 ETA_MIN = 1e-5
-CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "config.json"
-RUN_FORMAT = "ads-synth-syndiff-run/1"
 #: Columns of ``metrics.csv``.
 METRIC_COLUMNS = ("step", "d_diff", "d_nd", "r1", "g_adv", "g_nd_adv", "l1_L", "l1_U", "cycle_L", "cycle_U",
                   "g_total", "lr_g", "lr_d", "seconds")

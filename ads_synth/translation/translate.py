@@ -32,7 +32,7 @@ from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
 from ads_synth.atomic import atomic_write_text
 from ads_synth.device import resolve_device
-from ads_synth.translation.trainer import CONFIG_NAME, RUN_FORMAT
+from ads_synth.translation.formats import is_run_dir, run_model_dir
 
 DIRECTIONS = ("L2U", "U2L")
 OUTPUT_GRIDS = ("input", "model")
@@ -166,16 +166,6 @@ def resolve_model_card(name):
     return Path(cards.require_files(card).translation)
 
 
-def _is_run_dir(path):
-    config = path / CONFIG_NAME
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def load_translation_model(path, device=None):
     """Load a translation model for inference.
 
@@ -209,14 +199,12 @@ def load_translation_model(path, device=None):
                              "folder saved by ads-synth translation train (best/ or last/) or a card name "
                              "(ads-synth models list).")
         path = found
-    if path.is_dir() and _is_run_dir(path):
-        for sub in ("best", "last"):
-            if (path / sub).is_dir():
-                path = path / sub
-                break
-        else:
+    if path.is_dir() and is_run_dir(path):
+        found = run_model_dir(path)
+        if found is None:
             raise InputError(f"{given}: this training run has saved no model yet (best/ or last/); wait for its "
                              "first scoring or checkpoint.")
+        path = found
     try:
         model = SynDiff.from_pretrained(path, map_location=device)
     except InputError:
