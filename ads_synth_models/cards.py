@@ -45,15 +45,12 @@ import yaml
 
 from ads_synth.atomic import atomic_write_text
 from ads_synth.errors import InputError
+from ads_synth.segmentation.strategies import get_strategy, strategy_names
 
 #: Environment variable naming user folders of model cards.
 ENV_VAR = "ADS_SYNTH_MODELS"
 #: The package's own card folder.
 PACKAGE_DIR = Path(__file__).resolve().parent
-#: Pseudo-label strategies.
-STRATEGIES = ("tutor", "adapt", "proxy")
-#: Strategies whose nnU-Net segments the U images themselves (a plain AxonDeepSeg model for U).
-SEGMENTS_TARGET = ("tutor", "proxy")
 #: Prefix of a card's folder name among AxonDeepSeg's models.
 ADS_PREFIX = "model_seg_pseudo_"
 #: Marker file written into a model folder that ads-synth installed into AxonDeepSeg/models.
@@ -79,7 +76,8 @@ class ModelCard:
     source, target : str
         Labeled (L) and unlabeled (U) modality.
     strategy : str
-        ``'tutor'``, ``'adapt'`` or ``'proxy'``.
+        A shippable registered strategy (:mod:`ads_synth.segmentation.strategies`): ``'tutor'``, ``'adapt'``,
+        ``'proxy'``.
     pixel_size : tuple of float
         ``(min, max)`` micrometres per pixel of the U images the model was trained on.
     translation, nnunet : Path
@@ -123,7 +121,7 @@ class ModelCard:
     @property
     def segments_target(self) -> bool:
         """True when the nnU-Net segments target images directly (tutor, proxy): AxonDeepSeg can run it alone."""
-        return self.strategy in SEGMENTS_TARGET
+        return get_strategy(self.strategy, shippable=True).segments_target
 
     @property
     def description(self) -> str:
@@ -216,8 +214,9 @@ def card_from_entry(path, name, entry) -> ModelCard:
         if not _MODALITY.match(value):
             raise InputError(f"{path}: {what} {value!r} must be a modality name such as TEM or SEM; fix the card.")
     strategy = str(entry["strategy"])
-    if strategy not in STRATEGIES:
-        raise InputError(f"{path}: strategy {strategy!r} must be one of {', '.join(STRATEGIES)}; fix the card.")
+    if strategy not in strategy_names(shippable=True):
+        raise InputError(f"{path}: strategy {strategy!r} must be one of {', '.join(strategy_names(shippable=True))}; "
+                         "fix the card.")
     files = entry["files"]
     if not isinstance(files, dict) or not files:
         raise InputError(f"{path}: files must map every file of the card to its sha256; fix the card.")
@@ -502,8 +501,8 @@ def create_card(
     name = name or f"{source}2{target}_{strategy}"
     if not _NAME.match(name):
         raise InputError(f"card name {name!r} may hold letters, digits, '_' and '-' only; choose another name.")
-    if strategy not in STRATEGIES:
-        raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}.")
+    if strategy not in strategy_names(shippable=True):
+        raise InputError(f"strategy {strategy!r} must be one of {', '.join(strategy_names(shippable=True))}.")
     translation, nnunet = Path(translation), Path(nnunet)
     if not translation.is_dir() or not _translation_files(translation):
         raise InputError(f"{translation}: not a translation model folder (config.json + weights); check the path.")

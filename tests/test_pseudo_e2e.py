@@ -272,3 +272,53 @@ def test_proxy_strategy_brings_its_teachers():
     assert parse_strategies("all") == ["tutor", "adapt", "direct"]
     with pytest.raises(InputError, match="proxy"):
         parse_strategies("self")
+
+
+def test_intensity_baselines_are_the_l_model_on_transformed_u(pipeline, tmp_path, capsys):
+    """``ads-synth pseudo --strategy invert histmatch`` (the L model reused): each equals ``direct`` on a U image
+    transformed by hand, and histmatch's reference is the labeled set's quantiles, stored beside the run's models."""
+    from ads_synth.cli import main
+    from ads_synth.data.images import read_image
+    from ads_synth.data.intensity import REFERENCE_FILE, histogram_match, intensity_quantiles, load_reference
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.segmentation.pseudo import pseudo_label_images
+
+    out = tmp_path / "OUT"
+    l_model = pipeline.result["models"]["L"]
+    code = main(["pseudo", "--strategy", "invert", "histmatch", "--labeled", str(pipeline.labeled), "--unlabeled",
+                 str(pipeline.unlabeled), "--translation", str(pipeline.translation), "-o", str(out),
+                 "--l-model", str(l_model), "--folds", *map(str, pipeline.folds), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "invert" in printed and "histmatch" in printed
+    assert not (out / "models" / "L").exists()  # the given L model, not a new one
+    reference = load_reference(out / "models" / "L_reference" / REFERENCE_FILE)
+    labeled = [read_image(s.image) for s in find_samples(pipeline.labeled)]
+    assert np.allclose(reference, intensity_quantiles(labeled))
+
+    image = _image(pipeline)
+    px = find_samples(image)[0].pixel_size
+    u = read_image(image)
+    for name, transformed in (("invert", 255 - u), ("histmatch", histogram_match(u, reference))):
+        assert not np.array_equal(transformed, u)
+        by_hand = tmp_path / name / image.name
+        by_hand.parent.mkdir()
+        Image.fromarray(transformed).save(by_hand)
+        pseudo_label_images([by_hand], translation=pipeline.translation, segmentation=l_model, strategy="direct",
+                            out_dir=tmp_path / name / "direct", progress=False, pixel_size=px,
+                            folds=list(pipeline.folds))
+        for kind in ("axonmyelin", "confidence"):
+            got = _read(out / "pseudo_labels" / name / f"{image.stem}_seg-{kind}.png")
+            assert np.array_equal(got, _read(tmp_path / name / "direct" / f"{image.stem}_seg-{kind}.png"))
+    # through the inference API, histmatch finds the reference beside the L model, or says where to put it
+    with pytest.raises(InputError, match=REFERENCE_FILE):
+        pseudo_label_images([image], translation=None, segmentation=l_model, strategy="histmatch",
+                            out_dir=tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists()
+    records = pseudo_label_images([image], translation=pipeline.translation, segmentation=l_model,
+                                  strategy="histmatch", out_dir=tmp_path / "api", progress=False,
+                                  folds=list(pipeline.folds),
+                                  intensity_reference=out / "models" / "L_reference" / REFERENCE_FILE)
+    assert records[0]["strategy"] == "histmatch"
+    assert np.array_equal(_read(tmp_path / "api" / f"{image.stem}_seg-axonmyelin.png"),
+                          _read(out / "pseudo_labels" / "histmatch" / f"{image.stem}_seg-axonmyelin.png"))

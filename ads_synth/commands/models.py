@@ -4,7 +4,7 @@ Cards are read by :mod:`ads_synth_models.cards` (package folder and ``$ADS_SYNTH
 nnU-Net folder is installed among AxonDeepSeg's models by :mod:`ads_synth.integration.ads_models`.
 """
 
-from ads_synth_models.cards import STRATEGIES
+from ads_synth.segmentation.strategies import strategy_names
 
 
 def _ads_status(card):
@@ -229,7 +229,7 @@ def register(subparsers):
     p = sub.add_parser("create", help="write a card for a trained translation model and nnU-Net model")
     p.add_argument("--source", required=True, help="labeled modality (e.g. TEM)")
     p.add_argument("--target", required=True, help="unlabeled modality (e.g. SEM)")
-    p.add_argument("--strategy", required=True, choices=STRATEGIES)
+    p.add_argument("--strategy", required=True, choices=strategy_names(shippable=True))
     p.add_argument("--translation", required=True, metavar="DIR", help="SynDiff model folder")
     p.add_argument("--nnunet", required=True, metavar="DIR", help="nnU-Net trained model folder")
     p.add_argument("--pixel-size", dest="pixel_size", required=True, type=float, nargs="+", metavar="UM",

@@ -9,13 +9,14 @@ from ads_synth.commands.segmentation import add_output_arguments, add_training_a
 
 
 def run(args):
+    from ads_synth.commands._model_names import resolve_translation
     from ads_synth.segmentation.pseudo import OutputOptions
     from ads_synth.segmentation.pseudo_training import run_pseudo
 
     settings = settings_from_args(args)
     options = OutputOptions(per_fold=args.per_fold, postprocess=not args.no_postprocess,
                             confidence_tiff=args.confidence_tiff, overwrite=args.overwrite, skip_existing=True)
-    result = run_pseudo(args.strategy, args.labeled, args.unlabeled, args.translation, args.out, settings=settings,
+    result = run_pseudo(args.strategy, args.labeled, args.unlabeled, resolve_translation(args.translation), args.out, settings=settings,
                         pixel_size=args.pixel_size, l_model=args.l_model,
                         l_model_pixel_size=args.segmentation_pixel_size, options=options,
                         use_mirroring=args.mirroring, progress=not args.no_progress,
@@ -37,9 +38,13 @@ def register(subparsers):
         "reuse what exists, resume interrupted training, and write OUT/pseudo_labels/<strategy>/ (combined/ too when "
         "tutor and adapt both run). The unlabeled images' labels are never read. Example: ads-synth pseudo "
         "--strategy tutor --labeled tem-srf --unlabeled sem-images --translation runs/tem2sem -o out")
+    from ads_synth.segmentation.strategies import list_strategies
+
+    choices = "; ".join(f"{s.name}: {s.title}" + (f" (runs {' and '.join(s.teachers)} first)" if s.teachers else "")
+                        for s in list_strategies(selectable=True))
+    in_all = ", ".join(s.name for s in list_strategies() if s.in_all)
     p.add_argument("--strategy", nargs="+", required=True, metavar="NAME",
-                   help="tutor (L->U), adapt (U->L), direct (the L model without translation, the floor), all (those "
-                   "three) or proxy (self-training on U's combined pseudo labels; runs tutor and adapt first)")
+                   help=f"{choices}; all: {in_all}")
     p.add_argument("--labeled", nargs="+", required=True, metavar="PATH", help="labeled L dataset(s)")
     p.add_argument("--unlabeled", required=True, metavar="PATH", help="U images: an image, a folder or a dataset")
     p.add_argument("--translation", required=True, metavar="MODEL", help="SynDiff translation model folder")

@@ -2,10 +2,11 @@
 
 
 def run(args):
+    from ads_synth.commands._model_names import resolve_translation
     from ads_synth.translation.translate import translate_files
 
     written = translate_files(
-        args.model,
+        resolve_translation(args.model),
         args.input,
         args.output,
         args.direction,

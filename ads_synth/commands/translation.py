@@ -1,5 +1,6 @@
 """``ads-synth translation train``: train a SynDiff translation model between a labeled and an unlabeled modality."""
 
+from ads_synth.errors import InputError
 from ads_synth.translation.config import list_presets
 
 _SCALE_HELP = (
@@ -41,8 +42,20 @@ def run(args):
     return 0
 
 
+def run_export(args):
+    from ads_synth.translation.nondiffusive import export_nondiffusive
+
+    if not args.non_diffusive:
+        raise InputError("translation export: give --non-diffusive (the only export there is: SynDiff's CycleGAN "
+                         "generators as a model of their own).")
+    out = export_nondiffusive(args.run, args.out, overwrite=args.overwrite)
+    print(f"ads-synth: wrote the non-diffusive translator of {args.run} into {out}")
+    return 0
+
+
 def register(subparsers):
-    parser = subparsers.add_parser("translation", help="train SynDiff translation models (see: translation train)")
+    parser = subparsers.add_parser("translation",
+                                   help="train SynDiff translation models, export their non-diffusive half")
     sub = parser.add_subparsers(dest="translation_command", metavar="ACTION", required=True)
     p = sub.add_parser(
         "train",
@@ -81,3 +94,15 @@ def register(subparsers):
     p.add_argument("--target-name", default=None, help="name of the target modality stored with the model (e.g. SEM)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+    p = sub.add_parser(
+        "export", help="export SynDiff's non-diffusive (CycleGAN ResNet) generators of a run as a translator",
+        description="Write the EMA non-diffusive generators of a training run (from its checkpoint.pt) as a "
+        "translation model folder of type ResnetTranslator: one forward pass a tile, deterministic; usable with "
+        "ads-synth translate --model OUT, ads-synth pseudo --translation OUT and in model cards.")
+    p.add_argument("--non-diffusive", dest="non_diffusive", action="store_true", required=True,
+                   help="export the non-diffusive generators (required: the one export there is)")
+    p.add_argument("run", metavar="RUN_DIR", help="the --out folder of ads-synth translation train")
+    p.add_argument("out", metavar="OUT", help="model folder to write (config.json + weights.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
+    p.set_defaults(func=run_export)

@@ -98,8 +98,19 @@ def rescale(array, factor, order=1) -> np.ndarray:
     return resize_to(array, rescaled_shape(array.shape, factor), order=order)
 
 
+#: Relative pixel-size difference below which an image is used as it is.
+TOLERANCE = 1e-6
+
+
 def rescale_to_pixel_size(array, src_px, dst_px, order=1) -> np.ndarray:
-    """Rescale an image at ``src_px`` micrometres per pixel so that its pixels are ``dst_px`` micrometres."""
+    """Rescale an image (``order=1``) or a label map (``order=0``) at ``src_px`` micrometres per pixel so that its
+    pixels are ``dst_px`` micrometres: the one rescale-if-needed rule of the package.
+
+    Returns ``array`` itself (no copy) when the two pixel sizes agree within :data:`TOLERANCE`.
+    """
     if src_px is None:
         raise InputError("the image has no pixel size; give it with --pixel-size (micrometres per pixel).")
-    return rescale(array, scale_factor(src_px, dst_px), order=order)
+    factor = scale_factor(src_px, dst_px)
+    if abs(factor - 1.0) <= TOLERANCE:
+        return np.asarray(array)
+    return rescale(array, factor, order=order)

@@ -9,7 +9,7 @@ AxonDeepSeg's own ``AxonDeepSeg.segment.main``: its options, help, outputs and e
 Exit codes in pseudo mode follow AxonDeepSeg's: 0 success, 1 an input file with an invalid extension, 2 bad input
 (one line on stderr, nothing written). ``axondeepseg --pseudo --help`` shows the pseudo-label options.
 
-Only ``argparse`` and ``sys`` are imported at module level; AxonDeepSeg, torch and nnU-Net load when used.
+Only ``argparse``, ``sys`` and the strategy registry (standard library) are imported at module level; AxonDeepSeg, torch and nnU-Net load when used.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ads_synth_models.cards import STRATEGIES
+from ads_synth.segmentation.strategies import list_strategies
 
 PROG = "axondeepseg"
 #: Options that switch ``axondeepseg`` into pseudo-label mode.
@@ -39,6 +39,7 @@ def wants_pseudo(argv) -> bool:
 
 def add_pseudo_arguments(parser, strategy_flags=("--pseudo",), modality_flags=("-t", "--target")):
     """Add the pseudo-label options to ``parser`` (shared by ``axondeepseg`` and ``ads-synth segment``)."""
+    shippable = list_strategies(shippable=True)
     required = parser.add_argument_group("required arguments")
     required.add_argument(
         "-i", "--imgpath", required=True, nargs="+", metavar="PATH",
@@ -49,10 +50,8 @@ def add_pseudo_arguments(parser, strategy_flags=("--pseudo",), modality_flags=("
         help="modality of the images, the unlabeled one (e.g. SEM)",
     )
     required.add_argument(
-        *strategy_flags, dest="strategy", required=True, choices=STRATEGIES,
-        help="tutor: an nnU-Net trained on translated labeled images segments the images; "
-        "adapt: the images are translated to the labeled modality and segmented there; "
-        "proxy: an nnU-Net self-trained on both paths' pseudo labels segments the images",
+        *strategy_flags, dest="strategy", required=True, choices=[s.name for s in shippable],
+        help="; ".join(f"{s.name}: {s.title}" for s in shippable),
     )
     parser.add_argument(
         "-s", "--source", default="TEM", metavar="MODALITY",

@@ -27,12 +27,9 @@ from ads_synth.data.datasets import Sample, find_samples, load_label_map
 from ads_synth.data.writers import AXONMYELIN_SUFFIX
 from ads_synth.errors import InputError
 from ads_synth.segmentation.metrics import METRICS, SCORED_CLASSES, label_map_metrics
-from ads_synth.segmentation.pseudo import STRATEGY_TITLES as TITLES
+from ads_synth.segmentation.strategies import FLOOR, strategy_names, titles
 
 ENSEMBLE = "ensemble"
-#: Strategy order in tables and figures (others follow alphabetically).
-ORDER = ("tutor", "adapt", "combined", "proxy", "direct")
-FLOOR = "direct"
 COLUMNS = tuple(f"{c}_{m}" for c in SCORED_CLASSES for m in METRICS)
 
 
@@ -54,7 +51,8 @@ class Evaluation:
 
     def strategies(self):
         names = {r["strategy"] for r in self.rows}
-        return [s for s in ORDER if s in names] + sorted(names - set(ORDER))
+        order = strategy_names()  # the registry's order; unregistered folder names follow alphabetically
+        return [s for s in order if s in names] + sorted(names - set(order))
 
 
 def _has_predictions(folder):
@@ -159,7 +157,7 @@ def summarize(evaluation) -> list[dict]:
     for strategy in evaluation.strategies():
         rows = [r for r in evaluation.rows if r["strategy"] == strategy]
         folds = sorted({r["fold"] for r in rows if r["fold"] != ENSEMBLE})
-        entry = {"strategy": strategy, "title": TITLES.get(strategy, strategy), "fold_values": {}}
+        entry = {"strategy": strategy, "title": titles().get(strategy, strategy), "fold_values": {}}
         if folds:
             entry.update(over="folds", n=len(folds))
             for col in COLUMNS:
@@ -226,7 +224,7 @@ def plot_dice(table, path) -> Path:
                 ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, color="#08519c",
                            s=18, zorder=3, label="fold" if i == 0 else None)
         if floor is not None and not math.isnan(floor[f"{col}_mean"]):
-            ax.axhline(floor[f"{col}_mean"], color="#cb181d", linestyle="--", label=TITLES[FLOOR])
+            ax.axhline(floor[f"{col}_mean"], color="#cb181d", linestyle="--", label=titles()[FLOOR])
         ax.set_xticks(x, [e["title"] for e in shown], rotation=20, ha="right", fontsize=8)
         ax.set_title(f"{cls.capitalize()} Dice")
         ax.set_ylim(0, 1)

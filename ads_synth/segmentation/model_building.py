@@ -113,14 +113,12 @@ def labeled_cases(samples, pixel_size):
     """Yield ``(case_id, image, label_map)`` of labeled samples rescaled to ``pixel_size``."""
     from ads_synth.data.datasets import load_label_map
     from ads_synth.data.images import read_image
-    from ads_synth.data.resample import rescale, scale_factor
+    from ads_synth.data.resample import rescale_to_pixel_size
     from ads_synth.segmentation.dataset_export import case_ids
 
     for case, s in zip(case_ids(s.name for s in samples), samples):
-        image, labels = read_image(s.image), load_label_map(s)
-        factor = scale_factor(s.pixel_size, pixel_size)
-        if abs(factor - 1.0) > 1e-6:
-            image, labels = rescale(image, factor, order=1), rescale(labels, factor, order=0)
+        image = rescale_to_pixel_size(read_image(s.image), s.pixel_size, pixel_size, order=1)
+        labels = rescale_to_pixel_size(load_label_map(s), s.pixel_size, pixel_size, order=0)
         yield case, image, labels
 
 
@@ -159,7 +157,7 @@ def pseudo_labeled_cases(items, pixel_size, min_confidence=DEFAULT_MIN_CONFIDENC
 
     from ads_synth.data.datasets import _nearest_axonmyelin
     from ads_synth.data.images import read_image, read_label
-    from ads_synth.data.resample import rescale, resize_to, scale_factor
+    from ads_synth.data.resample import rescale_to_pixel_size, resize_to
     from ads_synth.segmentation.dataset_export import IGNORE, case_ids
 
     kept = 0
@@ -169,9 +167,8 @@ def pseudo_labeled_cases(items, pixel_size, min_confidence=DEFAULT_MIN_CONFIDENC
         confidence = read_label(confidence_path).astype(np.float32) / 255.0
         if labels.shape != image.shape or confidence.shape != image.shape:
             raise InputError(f"{label_path}: pseudo labels do not match {s.image.name}; pseudo-label it again.")
-        factor = scale_factor(px, pixel_size)
-        if abs(factor - 1.0) > 1e-6:
-            image = rescale(image, factor, order=1)
+        image = rescale_to_pixel_size(image, px, pixel_size, order=1)
+        if image.shape != labels.shape:
             labels = resize_to(labels, image.shape, order=0)
             confidence = resize_to(confidence, image.shape, order=1)
         labels[confidence < min_confidence] = IGNORE

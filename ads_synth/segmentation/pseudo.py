@@ -1,25 +1,22 @@
-"""Pseudo labels for the unlabeled domain U: the tutorship and adaptation paths, and the floor.
+"""Pseudo labels for the unlabeled domain U with trained models: the inference engine.
 
-Strategies (:data:`STRATEGIES`), for a U image at pixel size ``px``:
+The strategies are registered objects (:mod:`ads_synth.segmentation.strategies`); this engine reads their
+properties and never their names. For a U image at pixel size ``px`` and a strategy ``s``:
 
-* ``tutor`` (L->U): the tutorship model (trained on ``{X_L->U, Y_L}``, working at U's working pixel size) segments
-  the U image itself, rescaled to the model's pixel size.
-* ``adapt`` (U->L): the U image is translated into L's look on the translation model's grid (effective pixel size
-  = L's working pixel size) and segmented by a model trained on L (rescaled to its pixel size when it has one).
-* ``direct``: the L model applied to the U image without translation (the floor of the comparison): exactly the
-  adaptation path minus the translation, i.e. the U image rescaled to U's working pixel size and read as an image
-  at L's working pixel size (without a translation model: at its physical pixel size).
-* ``proxy`` (self-training, needs tutor and adapt first): a model trained on the U images themselves with the
-  confident part of the ``combined`` pseudo labels, plus the tutorship's ``{X_L->U, Y_L}``
-  (:func:`~ads_synth.segmentation.model_building.train_proxy_model`); it segments U images as the tutorship
-  model does.
+* ``s.translate`` (``adapt``: ``"U2L"``): the U image is translated on the translation model's grid (effective
+  pixel size = the target domain's working pixel size) and segmented there.
+* ``s.on_translation_grid`` (an L model on untranslated U: ``direct``, ``invert``, ``histmatch``): exactly the
+  adaptation path minus the translation, i.e. the U image (after ``s.intensity``, if any) rescaled to U's working
+  pixel size and read as an image at L's working pixel size (without a translation model: at its physical size).
+* otherwise (``tutor``, ``proxy``: a model for U): the U image itself, rescaled to the model's pixel size.
+* ``s.pooled_from`` (``combined``): the folds of those strategies pooled (statistics resampled to the image's
+  grid), written when they all run and the job names an output folder for it.
 
 Each path predicts fold by fold (:class:`~ads_synth.segmentation.predict.SegmentationModel`), the ensemble label and
 the confidence come from the folds' agreement (:mod:`ads_synth.segmentation.confidence`); the label map goes back to
-the image's shape by nearest neighbour, the confidence linearly. When ``tutor`` and ``adapt`` both run, their folds
-are also pooled (statistics resampled to the image's grid) into ``combined``. Label maps are post-processed as
-AxonDeepSeg would (:mod:`ads_synth.segmentation.postprocess`) and written with the data layer's AxonDeepSeg writer,
-plus ``<stem>_seg-confidence.png`` (8-bit, 255 = all folds agree with certainty) and optionally a float TIFF.
+the image's shape by nearest neighbour, the confidence linearly. Label maps are post-processed as AxonDeepSeg would
+(:mod:`ads_synth.segmentation.postprocess`) and written with the data layer's AxonDeepSeg writer, plus
+``<stem>_seg-confidence.png`` (8-bit, 255 = all folds agree with certainty) and optionally a float TIFF.
 
 :func:`pseudo_label_images` segments with already-trained models (the AxonDeepSeg integration, napari and FSLeyes
 use it). Training (``ads-synth pseudo``: :func:`~ads_synth.segmentation.pseudo_training.run_pseudo`) lives in
@@ -35,7 +32,7 @@ import numpy as np
 
 from ads_synth.data.datasets import find_samples
 from ads_synth.data.images import check_pixel_size, read_image
-from ads_synth.data.resample import rescale, resize_to, scale_factor
+from ads_synth.data.resample import rescale_to_pixel_size, resize_to
 from ads_synth.data.writers import (
     check_targets,
     segmentation_paths,
@@ -47,20 +44,10 @@ from ads_synth.errors import InputError
 from ads_synth.segmentation.confidence import confidence_to_uint8, label_and_confidence
 from ads_synth.segmentation.postprocess import postprocess_label_map
 
-STRATEGIES = ("tutor", "adapt", "direct", "proxy")
-#: ``--strategy all``: the three paths of the paper's comparison (``proxy`` is asked for by name).
-ALL = ("tutor", "adapt", "direct")
-COMBINED = "combined"
+from ads_synth.segmentation.strategies import get_strategy, pooled_strategies
+
 CONFIDENCE_SUFFIX = "_seg-confidence.png"
 CONFIDENCE_TIFF_SUFFIX = "_seg-confidence.tif"
-#: Human names (tables, figures).
-STRATEGY_TITLES = {
-    "tutor": "Tutorship (L->U)",
-    "adapt": "Adaptation (U->L)",
-    "direct": "L model applied directly",
-    "proxy": "Proxy (self-trained on U)",
-    COMBINED: "Tutorship + adaptation",
-}
 
 
 @dataclass
@@ -94,12 +81,6 @@ class _Job:
     out_dirs: dict = field(default_factory=dict)  # strategy -> folder (None: beside the image)
 
 
-def _check_strategy(strategy):
-    if strategy not in STRATEGIES:
-        raise InputError(f"--strategy {strategy!r}: choose tutor (L->U), adapt (U->L), direct or proxy.")
-    return strategy
-
-
 def output_paths(image_path, out_dir, folds, options) -> dict:
     """Every file written for one image and one strategy: ``{key: Path}``.
 
@@ -123,9 +104,7 @@ def output_paths(image_path, out_dir, folds, options) -> dict:
 def _segment_at_model_grid(model, image, pixel_size, per_fold, bar):
     """Rescale ``image`` to the model's pixel size (when it has one) and predict; stats on the model grid."""
     if model.pixel_size is not None:
-        factor = scale_factor(pixel_size, model.pixel_size)
-        if abs(factor - 1.0) > 1e-6:
-            image = rescale(image, factor, order=1)
+        image = rescale_to_pixel_size(image, pixel_size, model.pixel_size)
     return model.predict(image, per_fold=per_fold, progress=bar)
 
 
@@ -150,18 +129,40 @@ def _write(label_map, confidence, fold_labels, job_image, paths, folds, pixel_si
     return written
 
 
-def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0):
-    """Segment every job with every strategy in ``models`` (+ combined); return one record per image/strategy."""
+def _source_image(strategy, image, px, translation_model, work, reference, seed):
+    """The image ``strategy``'s model reads, and its pixel size (see the module docstring)."""
+    from ads_synth.translation.translate import translate_image
+
+    if strategy.translate is not None:
+        return translate_image(translation_model, image, px, strategy.translate, output_grid="model", seed=seed,
+                               progress=False)
+    if strategy.intensity is not None:
+        image = strategy.intensity(image, reference)
+    if strategy.on_translation_grid and work is not None:
+        # the adaptation path without the translation: U's working grid read as L's
+        return rescale_to_pixel_size(image, px, work["U"]), work["L"]
+    return image, px
+
+
+def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, reference=None):
+    """Segment every job with every strategy in ``models`` (+ pooled ones); return one record per image/strategy.
+
+    ``models`` maps strategy names to loaded segmentation models; ``reference`` is L's intensity quantiles for
+    strategies that need them.
+    """
     from tqdm.auto import tqdm
 
-    from ads_synth.translation.translate import translate_image, working_pixel_sizes
+    from ads_synth.translation.translate import working_pixel_sizes
 
-    strategies = list(models)
+    names = list(models)
+    chosen = {name: get_strategy(name) for name in names}
+    out_dirs = jobs[0].out_dirs if jobs else {}
+    pooled = [p for p in pooled_strategies(names) if p.name in out_dirs]
+    keep = {source for p in pooled for source in p.pooled_from}
     work = working_pixel_sizes(translation_model) if translation_model is not None else None
-    combine = "tutor" in models and "adapt" in models and COMBINED in (jobs[0].out_dirs if jobs else {})
-    all_names = strategies + ([COMBINED] if combine else [])
-    folds = {s: models[s].folds for s in strategies}
-    folds[COMBINED] = []
+    all_names = names + [p.name for p in pooled]
+    folds = {name: models[name].folds for name in names}
+    folds.update({p.name: [] for p in pooled})
     # a resumed run completes images it left unfinished: their partial outputs are its own
     overwrite = options.overwrite or options.skip_existing
     pending, targets = [], []
@@ -178,43 +179,38 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0):
     check_targets(targets, overwrite=overwrite)  # before anything is written
 
     records = []
-    total = len(pending) * sum(models[s].n_folds for s in strategies)
+    total = len(pending) * sum(models[s].n_folds for s in names)
     with tqdm(total=total, desc="pseudo labels", unit="fold", disable=not progress) as bar:
         for job, paths in pending:
             image = read_image(job.sample.image)
             shape, px = image.shape, job.pixel_size
             stats_here = {}
-            for strategy in strategies:
-                bar.set_postfix_str(f"{job.sample.name} {strategy}")
-                source, source_px = image, px
-                if strategy == "adapt":
-                    source, source_px = translate_image(translation_model, image, px, "U2L", output_grid="model",
-                                                        seed=seed, progress=False)
-                elif strategy == "direct" and work is not None:
-                    # the adaptation path without the translation: U's working grid read as L's
-                    factor = scale_factor(px, work["U"])
-                    source = rescale(image, factor, order=1) if abs(factor - 1.0) > 1e-6 else image
-                    source_px = work["L"]
-                stats, fold_labels = _segment_at_model_grid(models[strategy], source, source_px,
+            for name in names:
+                bar.set_postfix_str(f"{job.sample.name} {name}")
+                source, source_px = _source_image(chosen[name], image, px, translation_model, work, reference, seed)
+                stats, fold_labels = _segment_at_model_grid(models[name], source, source_px,
                                                             options.per_fold, bar)
+                del source
                 label_map, confidence = label_and_confidence(stats)
                 label_map = _finish_label(label_map, shape, px, options)
                 confidence = resize_to(confidence, shape, order=1)
                 if fold_labels is not None:
                     fold_labels = [_finish_label(f, shape, px, options) for f in fold_labels]
-                files = _write(label_map, confidence, fold_labels, job.sample.image, paths[strategy],
-                               folds[strategy], px, overwrite)
-                records.append(_record(job, strategy, models[strategy].folds, files, label_map, confidence))
-                if combine and strategy in ("tutor", "adapt"):
-                    stats_here[strategy] = stats.resized(shape)
+                files = _write(label_map, confidence, fold_labels, job.sample.image, paths[name],
+                               folds[name], px, overwrite)
+                records.append(_record(job, name, models[name].folds, files, label_map, confidence))
+                if name in keep:
+                    stats_here[name] = stats.resized(shape)
                 del stats
-            if combine:
-                pooled = stats_here["tutor"].pooled(stats_here["adapt"])
-                label_map, confidence = label_and_confidence(pooled)
+            for p in pooled:
+                stats = stats_here[p.pooled_from[0]]
+                for other in p.pooled_from[1:]:
+                    stats = stats.pooled(stats_here[other])
+                label_map, confidence = label_and_confidence(stats)
                 if options.postprocess:
                     label_map = postprocess_label_map(label_map, pixel_size=px)
-                files = _write(label_map, confidence, None, job.sample.image, paths[COMBINED], [], px, overwrite)
-                records.append(_record(job, COMBINED, models["tutor"].folds + models["adapt"].folds, files,
+                files = _write(label_map, confidence, None, job.sample.image, paths[p.name], [], px, overwrite)
+                records.append(_record(job, p.name, [f for s in p.pooled_from for f in models[s].folds], files,
                                        label_map, confidence))
     return records
 
@@ -266,7 +262,7 @@ def _segmentation(segmentation, folds, device, use_mirroring, pixel_size):
         return segmentation
     if segmentation is None:
         raise InputError("--segmentation: give a segmentation model folder.")
-    from ads_synth.segmentation.trainer import parse_folds
+    from ads_synth.segmentation.folds import parse_folds
 
     folds = None if folds is None else parse_folds(folds)
     return SegmentationModel(segmentation, folds=folds, device=device, use_mirroring=use_mirroring,
@@ -275,20 +271,23 @@ def _segmentation(segmentation, folds, device, use_mirroring, pixel_size):
 
 def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=None, overwrite=False, folds=None,
                         device=None, progress=True, pixel_size=None, per_fold=False, use_mirroring=False,
-                        postprocess=True, confidence_tiff=False, segmentation_pixel_size=None) -> list[dict]:
+                        postprocess=True, confidence_tiff=False, segmentation_pixel_size=None,
+                        intensity_reference=None) -> list[dict]:
     """Pseudo-label images with already-trained models (one strategy).
 
     Parameters
     ----------
     images : str or Path or list
         Image files, folders or datasets of the unlabeled domain.
-    translation : str or Path or SynDiff or None
-        Translation model: needed by ``adapt``; gives ``direct`` its grid (the module docstring); unused by
-        ``tutor`` and ``proxy``.
+    translation : str or Path or translator or None
+        Translation model folder (or a loaded one): needed by strategies that translate (``adapt``); gives the
+        no-translation L strategies (``direct``, ``invert``, ``histmatch``) their grid (the module docstring);
+        unused by ``tutor`` and ``proxy``.
     segmentation : str or Path or SegmentationModel
-        ``tutor`` / ``proxy``: the tutorship or proxy model; ``adapt`` / ``direct``: a model trained on L (an
+        ``tutor`` / ``proxy``: the tutorship or proxy model; the L strategies: a model trained on L (an
         ads-synth folder or any AxonDeepSeg nnU-Net model folder).
-    strategy : {"tutor", "adapt", "direct", "proxy"}
+    strategy : str
+        A selectable registered strategy (:func:`ads_synth.segmentation.strategies.list_strategies`).
     out_dir : str or Path, optional
         Output folder; default beside each image (AxonDeepSeg's convention).
     overwrite : bool
@@ -305,6 +304,9 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
         nnU-Net's test-time mirroring.
     segmentation_pixel_size : float, optional
         Working pixel size of a segmentation folder without ``ads_synth.json``.
+    intensity_reference : str or Path or array, optional
+        L's intensity quantiles for a strategy that needs them (``histmatch``): a JSON file, or default the
+        segmentation model folder's ``intensity_reference.json`` (:mod:`ads_synth.data.intensity`).
 
     Returns
     -------
@@ -312,16 +314,34 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
         Per image: ``image``, ``name``, ``strategy``, ``folds``, ``pixel_size``, ``files`` (written paths),
         ``axon_fraction``, ``myelin_fraction``, ``mean_confidence``.
     """
-    _check_strategy(strategy)
+    chosen = get_strategy(strategy)
     jobs = [_Job(s, px, {strategy: Path(out_dir) if out_dir is not None else None})
             for s, px in _samples(images, pixel_size)]
     from ads_synth.device import resolve_device
 
     device = resolve_device(device)
     translation_model = None
-    if strategy == "adapt" or (strategy == "direct" and translation is not None):
+    if chosen.translate is not None or (chosen.on_translation_grid and translation is not None):
         translation_model = _translation(translation, device)
+    reference = _reference(chosen, intensity_reference, segmentation)
     model = _segmentation(segmentation, folds, device, use_mirroring, segmentation_pixel_size)
     options = OutputOptions(per_fold=per_fold, postprocess=postprocess, confidence_tiff=confidence_tiff,
                             overwrite=overwrite)
-    return _run_jobs(jobs, {strategy: model}, translation_model, options, progress=progress)
+    return _run_jobs(jobs, {strategy: model}, translation_model, options, progress=progress, reference=reference)
+
+
+def _reference(strategy, reference, segmentation):
+    """L's intensity quantiles for ``strategy`` (None when it needs none); InputError when they cannot be found."""
+    if not strategy.needs_reference:
+        return None
+    from ads_synth.data.intensity import REFERENCE_FILE, load_reference
+
+    if reference is None:
+        folder = getattr(segmentation, "folder", segmentation)
+        if folder is None or not (Path(folder) / REFERENCE_FILE).is_file():
+            raise InputError(f"--strategy {strategy.name}: the L model {folder} has no {REFERENCE_FILE}; run "
+                             f"ads-synth pseudo --strategy {strategy.name} (it computes L's reference intensities).")
+        reference = Path(folder)
+    if isinstance(reference, (str, Path)):
+        return load_reference(reference)
+    return np.asarray(reference, dtype=np.float64)

@@ -11,10 +11,7 @@ from pathlib import Path
 from ads_synth.data.datasets import find_samples
 from ads_synth.errors import InputError
 from ads_synth.segmentation.pseudo import (
-    ALL,
-    COMBINED,
     OutputOptions,
-    _check_strategy,
     _Job,
     _run_jobs,
     _samples,
@@ -22,25 +19,33 @@ from ads_synth.segmentation.pseudo import (
     _translation,
     output_paths,
 )
+from ads_synth.segmentation.strategies import get_strategy, parse_strategies, pooled_strategies
+
+__all__ = ["parse_strategies", "run_pseudo", "teacher_folder"]
 
 
-def parse_strategies(strategies):
-    """``--strategy`` values -> ordered unique strategies (``all`` = tutor, adapt, direct; ``proxy`` adds the two
-    paths it learns from, and runs last)."""
-    if isinstance(strategies, str):
-        strategies = [strategies]
-    out = []
-    for s in strategies:
-        for name in (ALL if s == "all" else [s]):
-            _check_strategy(name)
-            if name not in out:
-                out.append(name)
-    if not out:
-        raise InputError("--strategy: give tutor, adapt, direct, proxy or all.")
-    if "proxy" in out:
-        out = [s for s in out if s != "proxy"]
-        out += [s for s in ("tutor", "adapt") if s not in out] + ["proxy"]
-    return out
+def teacher_folder(strategy, pseudo_dir) -> Path:
+    """Where ``strategy``'s teachers' pseudo labels are: the one teacher's folder, or the folder of the pooled
+    strategy that pools exactly its teachers (``proxy``: ``combined``)."""
+    if len(strategy.teachers) == 1:
+        return Path(pseudo_dir) / strategy.teachers[0]
+    for pooled in pooled_strategies(strategy.teachers):
+        if set(pooled.pooled_from) == set(strategy.teachers):
+            return Path(pseudo_dir) / pooled.name
+    raise ValueError(f"strategy {strategy.name!r}: no registered strategy pools its teachers {strategy.teachers}")
+
+
+def _reference_quantiles(samples, path):
+    """L's intensity quantiles from the labeled images, written to ``path`` (reused when it exists)."""
+    from ads_synth.data.images import read_image
+    from ads_synth.data.intensity import intensity_quantiles, load_reference, save_reference
+
+    if path.is_file():
+        return load_reference(path)
+    quantiles = intensity_quantiles(read_image(s.image) for s in samples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_reference(path, quantiles)
+    return quantiles
 
 
 def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=None, pixel_size=None,
@@ -51,7 +56,7 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
     Parameters
     ----------
     strategies : str or list
-        ``tutor``, ``adapt``, ``direct``, ``proxy`` or ``all`` (:func:`parse_strategies`).
+        Registered strategy names or ``all`` (:func:`~ads_synth.segmentation.strategies.parse_strategies`).
     labeled : str or Path or list
         Labeled L dataset(s) (only their labels are read for training).
     unlabeled : str or Path
@@ -92,31 +97,35 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
     from ads_synth.device import resolve_device
     from ads_synth.translation.translate import working_pixel_sizes
 
-    strategies = parse_strategies(strategies)
+    chosen = [get_strategy(name) for name in parse_strategies(strategies)]
     settings = (settings or TrainSettings()).check()
     settings.progress = progress
     options = options or OutputOptions(skip_existing=True)
     out = Path(out)
     device = resolve_device(settings.device)
     sources = labeled if isinstance(labeled, (list, tuple)) else [labeled]
-    needs_l = any(s in strategies for s in ("adapt", "direct"))
-    needs_labeled = "tutor" in strategies or (needs_l and l_model is None)
+    first = [s for s in chosen if not s.teachers]  # segment with models trained on L (translated or not)
+    later = [s for s in chosen if s.teachers]  # self-trained on the first ones' pseudo labels
+    needs_l = any(s.model == "L" for s in chosen)
+    needs_u = any(s.segments == "U" for s in chosen)  # tutorship-style models: trained on translated L
+    needs_labeled = needs_u or (needs_l and l_model is None)
     labeled_samples = []
     if needs_labeled:
         labeled_samples = check_labeled([s for src in sources for s in find_samples(src, require_labels=True)])
     jobs_samples = _samples(unlabeled, pixel_size)
     translation_model = None
-    if "tutor" in strategies or "adapt" in strategies or (needs_l and l_model is None):
+    if needs_u or any(s.translate for s in chosen) or (needs_l and l_model is None):
         translation_model = _translation(translation, device)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another output folder.")
 
     models_dir, work_dir = out / "models", out / "work" / "nnunet"
     model_dirs = {}
-    if "tutor" in strategies:
-        model_dirs["tutor"] = train_tutor_model(labeled_samples, translation_model, translation,
-                                                models_dir / "tutor", work_dir, settings=settings,
-                                                overwrite=options.overwrite)
+    for s in first:
+        if s.segments == "U" and s.model not in model_dirs:
+            model_dirs[s.model] = train_tutor_model(labeled_samples, translation_model, translation,
+                                                    models_dir / s.model, work_dir, settings=settings,
+                                                    overwrite=options.overwrite)
     if needs_l:
         if l_model is not None:
             model_dirs["L"] = Path(l_model)
@@ -125,28 +134,35 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
             model_dirs["L"] = train_labeled_model(sources, models_dir / "L", work_dir, pixel_size=l_px,
                                                   settings=settings, overwrite=options.overwrite,
                                                   samples=labeled_samples)
+    reference = None
+    if any(s.needs_reference for s in chosen):
+        from ads_synth.data.intensity import REFERENCE_FILE
 
-    loaded = {}  # one SegmentationModel per folder (adapt and direct share the L model)
+        where = models_dir / ("L" if l_model is None else "L_reference") / REFERENCE_FILE
+        reference = _reference_quantiles(labeled_samples or [x for src in sources for x in find_samples(src)],
+                                         where)
+
+    loaded = {}  # one SegmentationModel per folder (the L strategies share the L model)
     models = {}
-    for strategy in (s for s in strategies if s != "proxy"):
-        key = "tutor" if strategy == "tutor" else "L"
-        if key not in loaded:
-            external = key == "L" and l_model is not None
-            loaded[key] = _segmentation(model_dirs[key], None if external else settings.folds, device,
-                                        use_mirroring, l_model_pixel_size if external else None)
-        models[strategy] = loaded[key]
+    for s in first:
+        if s.model not in loaded:
+            external = s.model == "L" and l_model is not None
+            loaded[s.model] = _segmentation(model_dirs[s.model], None if external else settings.folds, device,
+                                            use_mirroring, l_model_pixel_size if external else None)
+        models[s.name] = loaded[s.model]
     pseudo_dir = out / "pseudo_labels"
-    names = list(models) + ([COMBINED] if "tutor" in models and "adapt" in models else [])
+    names = list(models) + [p.name for p in pooled_strategies(list(models))]
     jobs = [_Job(s, px, {name: pseudo_dir / name for name in names}) for s, px in jobs_samples]
-    records = _run_jobs(jobs, models, translation_model, options, progress=progress)
-    if "proxy" in strategies:
-        teacher = [(s, px, *(output_paths(s.image, pseudo_dir / COMBINED, [], OutputOptions())[k]
-                             for k in ("axonmyelin", "confidence"))) for s, px in jobs_samples]
+    records = _run_jobs(jobs, models, translation_model, options, progress=progress, reference=reference)
+    for s in later:
+        folder = teacher_folder(s, pseudo_dir)
+        teacher = [(x, px, *(output_paths(x.image, folder, [], OutputOptions())[k]
+                             for k in ("axonmyelin", "confidence"))) for x, px in jobs_samples]
         min_confidence = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
-        model_dirs["proxy"] = train_proxy_model(teacher, labeled_samples, translation_model, translation,
-                                                models_dir / "proxy", work_dir, settings=settings,
+        model_dirs[s.model] = train_proxy_model(teacher, labeled_samples, translation_model, translation,
+                                                models_dir / s.model, work_dir, settings=settings,
                                                 min_confidence=min_confidence, overwrite=options.overwrite)
-        proxy = {"proxy": _segmentation(model_dirs["proxy"], settings.folds, device, use_mirroring, None)}
-        jobs = [_Job(s, px, {"proxy": pseudo_dir / "proxy"}) for s, px in jobs_samples]
-        records += _run_jobs(jobs, proxy, translation_model, options, progress=progress)
+        student = {s.name: _segmentation(model_dirs[s.model], settings.folds, device, use_mirroring, None)}
+        jobs = [_Job(x, px, {s.name: pseudo_dir / s.name}) for x, px in jobs_samples]
+        records += _run_jobs(jobs, student, translation_model, options, progress=progress)
     return {"models": model_dirs, "records": records, "out": out}

@@ -22,30 +22,10 @@ import warnings
 from pathlib import Path
 
 from ads_synth.errors import InputError
+from ads_synth.segmentation.folds import ALL_FOLDS, parse_folds  # noqa: F401 (re-exported)
 
 #: ``--trainer`` name -> (trainer class in nnunet_trainers, configuration).
 TRAINERS = {"compact": ("CompactTrainer", "2d_compact"), "default": ("AdsSynthTrainer", "2d")}
-ALL_FOLDS = (0, 1, 2, 3, 4)
-
-
-def parse_folds(folds):
-    """Normalise ``--folds``: None -> 0..4; ``["all"]`` -> ``["all"]``; else sorted unique ints in 0..4."""
-    if folds is None:
-        return list(ALL_FOLDS)
-    if isinstance(folds, (str, int)):
-        folds = [folds]
-    folds = [str(f) for f in folds]
-    if "all" in folds:
-        if len(folds) > 1:
-            raise InputError("--folds: give 'all' alone (one model on all images) or fold numbers 0 to 4.")
-        return ["all"]
-    out = []
-    for f in folds:
-        if not f.isdigit() or int(f) not in ALL_FOLDS:
-            raise InputError(f"--folds {f}: folds are 0 to 4 (five-fold cross-validation) or 'all'.")
-        if int(f) not in out:
-            out.append(int(f))
-    return sorted(out)
 
 
 def configuration_for(trainer) -> str:

@@ -6,7 +6,8 @@ Directions are ``"L2U"`` (labeled modality to unlabeled) and ``"U2L"``; domains 
 
 Checkpoint format 1 (a folder)::
 
-    config.json   SynDiffConfig.to_dict() plus "ads_synth_version", "format": 1 and "extra" (a JSON dict)
+    config.json   SynDiffConfig.to_dict() plus "_class_name": "SynDiff", "ads_synth_version", "format": 1 and
+                  "extra" (a JSON dict); folders without "_class_name" (older ones) are SynDiff too
     weights.pt    state dict (float16 by default), all four parts or only "gen_diff" (generators_only=True)
 
 A checkpoint is rebuilt from its own ``config.json``, never from the code's presets.
@@ -26,6 +27,7 @@ from ads_synth.translation.diffusion import DiffusionProcess
 from ads_synth.translation.discriminators import PatchGAN, TimeDiscriminator
 from ads_synth.translation.ncsnpp import NCSNpp
 from ads_synth.translation.resnet import ResnetGenerator
+from ads_synth.translation.translators import CLASS_KEY, TranslatorMixin, register_translator
 
 DIRECTIONS = ("L2U", "U2L")
 DOMAINS = ("L", "U")
@@ -33,10 +35,11 @@ PARTS = ("gen_diff", "gen_nd", "disc_diff", "disc_nd")
 FORMAT = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
-_META_KEYS = ("ads_synth_version", "format", "extra")
+_META_KEYS = ("ads_synth_version", "format", "extra", CLASS_KEY)
 
 
-class SynDiff(nn.Module):
+@register_translator("SynDiff")
+class SynDiff(TranslatorMixin, nn.Module):
     """Two diffusive generators (NCSN++), two non-diffusive generators (ResNet), two time-dependent
     discriminators, two PatchGANs, and the diffusion process.
 
@@ -163,7 +166,7 @@ class SynDiff(nn.Module):
             ``directory``.
         """
         directory = Path(directory)
-        meta = {"ads_synth_version": ads_synth.__version__, "format": FORMAT,
+        meta = {CLASS_KEY: self.class_name, "ads_synth_version": ads_synth.__version__, "format": FORMAT,
                 "extra": {} if extra is None else extra}
         if not isinstance(meta["extra"], dict):
             raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
@@ -222,6 +225,9 @@ class SynDiff(nn.Module):
             raise InputError(f"{config_path}: checkpoint format {found!r}, this ads-synth reads format {FORMAT}; "
                              "use a matching ads-synth version")
         meta = {k: data.pop(k, None) for k in _META_KEYS}
+        if meta[CLASS_KEY] not in (None, cls.class_name):
+            raise InputError(f"{config_path}: a {meta[CLASS_KEY]} model, not {cls.class_name}; load it with "
+                             "load_translation_model")
         try:
             config = SynDiffConfig.from_dict(data)
         except (ValueError, TypeError) as err:

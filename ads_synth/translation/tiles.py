@@ -23,7 +23,7 @@ import numpy as np
 
 from ads_synth.data.images import check_pixel_size, read_image
 from ads_synth.data.normalize import normalize
-from ads_synth.data.resample import rescale, scale_factor
+from ads_synth.data.resample import rescale_to_pixel_size
 from ads_synth.errors import InputError
 
 #: A tile whose standard deviation (in normalised units, range 2) is below this is redrawn (up to
@@ -135,7 +135,7 @@ def load_domain(samples, pixel_sizes, work_pixel_size, min_side=None):
     images, names, padded = [], [], []
     for sample, px in zip(samples, pixel_sizes):
         x, _ = normalize(read_image(sample.image))
-        x = rescale(x, scale_factor(px, work_pixel_size), order=1).astype(np.float32, copy=False)
+        x = rescale_to_pixel_size(x, px, work_pixel_size, order=1).astype(np.float32, copy=False)
         if min_side and min(x.shape) < min_side:
             x = pad_to(x, min_side)
             padded.append(sample.name)

@@ -27,7 +27,7 @@ import torch
 
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
 from ads_synth.data.normalize import apply_normalization, normalization_params
-from ads_synth.data.resample import rescale, resize_to, scale_factor
+from ads_synth.data.resample import rescale_to_pixel_size, resize_to
 from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
 from ads_synth.atomic import atomic_write_text
@@ -55,9 +55,10 @@ def working_pixel_sizes(model, source="model"):
 
 
 def default_tile(model):
-    """Tile side for translation: the training tile size, rounded up to the model's size multiple."""
-    size = int(model.config.image_size)
-    m = int(getattr(model, "size_multiple", 1))
+    """Tile side for translation: the model's ``tile_size`` (the training tile, rounded up to its size multiple)."""
+    if hasattr(type(model), "tile_size"):
+        return int(model.tile_size)
+    size, m = int(model.config.image_size), int(getattr(model, "size_multiple", 1))
     return -(-size // m) * m
 
 
@@ -71,7 +72,7 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
 
     Parameters
     ----------
-    model : SynDiff
+    model : Translator
         Translation model with working pixel sizes in ``model.extra`` (:func:`load_translation_model`).
     image : numpy.ndarray
         2-D grayscale image of the source domain (any real dtype; normalised per image).
@@ -120,9 +121,9 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         raise InputError(f"--overlap {overlap}: must be at least 0 and smaller than the tile ({tile}).")
 
     # normalise tile by tile with the whole image's percentiles: no float copy of the whole image
-    params = normalization_params(image)
-    factor = scale_factor(pixel_size, work[source])
-    x = rescale(image, factor, order=1) if abs(factor - 1.0) > 1e-6 else image
+    low, high = getattr(model, "normalization", (0.5, 99.5))
+    params = normalization_params(image, low, high)
+    x = rescale_to_pixel_size(image, pixel_size, work[source], order=1)
     device = next(model.parameters()).device
     done = [0]
 
@@ -150,55 +151,37 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
 # ---------------------------------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------------------------------
-def resolve_model_card(name):
-    """The translation model folder of the model card called ``name`` (``ads-synth models list``), or None.
-
-    Imported lazily: the cards need PyYAML, which the translation code alone (e.g. on a GPU machine) may lack.
-    """
-    try:
-        from ads_synth_models import cards
-    except ImportError:
-        return None
-    try:
-        card = cards.get_card(name)
-    except InputError:
-        return None
-    return Path(cards.require_files(card).translation)
-
-
 def load_translation_model(path, device=None):
     """Load a translation model for inference.
 
     Parameters
     ----------
     path : str or Path
-        A training run folder (its ``best/``, else ``last/``), a folder written by ``SynDiff.save_pretrained``, or
-        a model card name (see :func:`resolve_model_card`).
+        A training run folder (its ``best/``, else ``last/``) or a folder written by ``save_pretrained``. Model
+        card names are resolved by the command layer (:func:`ads_synth.commands._model_names.resolve_translation`).
     device : str or torch.device, optional
         Default CUDA when available.
 
     Returns
     -------
-    SynDiff
-        In eval mode on ``device``, with working pixel sizes in ``model.extra``.
+    Translator
+        The type its ``config.json`` names (:mod:`ads_synth.translation.translators`; SynDiff when it names none),
+        in eval mode on ``device``, with working pixel sizes in ``model.extra``.
 
     Raises
     ------
     InputError
         Not found, not a translation model, or a run without a saved model yet.
     """
-    from ads_synth.translation.model import SynDiff
+    from ads_synth.translation.translators import load_translator
 
     device = resolve_device(device)
     given = str(path)
     path = Path(path)
     if not path.exists():
-        found = resolve_model_card(given)
-        if found is None:
-            raise InputError(f"{given}: no such model folder or model card; give a training run folder, a "
-                             "folder saved by ads-synth translation train (best/ or last/) or a card name "
-                             "(ads-synth models list).")
-        path = found
+        raise InputError(f"{given}: no such model folder or model card; give a training run folder, a "
+                         "folder saved by ads-synth translation train (best/ or last/) or a card name "
+                         "(ads-synth models list).")
     if path.is_dir() and is_run_dir(path):
         found = run_model_dir(path)
         if found is None:
@@ -206,12 +189,12 @@ def load_translation_model(path, device=None):
                              "first scoring or checkpoint.")
         path = found
     try:
-        model = SynDiff.from_pretrained(path, map_location=device)
+        model = load_translator(path, map_location=device)
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure to read means "not a translation model"
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"{given}: not a SynDiff translation model ({msg}); give a training run folder or its "
+        raise InputError(f"{given}: not a translation model ({msg}); give a training run folder or its "
                          "best/ or last/ folder.") from None
     working_pixel_sizes(model, given)
     return model.to(device).eval()
