@@ -114,7 +114,7 @@ def test_bad_input_is_refused(model, model_dir, tmp_path):
     with pytest.raises(InputError, match="no such model"):
         load_translation_model(tmp_path / "missing", "cpu")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="not a SynDiff"):
+    with pytest.raises(InputError, match="not a translation model"):
         load_translation_model(tmp_path / "empty", "cpu")
     bare = tmp_path / "bare"
     _random_model().save_pretrained(bare, generators_only=True)
@@ -156,8 +156,20 @@ def test_translate_files_writes_images_and_pixel_sizes(model_dir, tmp_path):
     with pytest.raises(InputError, match="--pixel-size"):
         translate_files(model_dir, [src / "a.png", nopx / "d.png"], tmp_path / "never", "U2L", device="cpu")
     assert not (tmp_path / "never").exists()
-    assert translate_files(model_dir, [nopx / "d.png"], tmp_path / "given", "U2L", device="cpu", pixel_size=0.1,
-                           progress=False)
+    given = translate_files(model_dir, [nopx / "d.png"], tmp_path / "given", "U2L", device="cpu", pixel_size=0.1,
+                            progress=False)
+    assert given == [tmp_path / "given" / "d_U2L.png"]
+    out_d = np.asarray(Image.open(given[0]))
+    assert out_d.shape == (30, 30) and out_d.dtype == np.uint8 and out_d.std() > 0
+    assert read_pixel_size(given[0]) == pytest.approx(0.05)  # 0.1 um/px of U read as L (0.05 / 0.1)
+    expected, px = translate_image(load_translation_model(model_dir, "cpu"), _texture((30, 30), 4), 0.1, "U2L",
+                                   progress=False)
+    assert px == pytest.approx(0.05) and np.array_equal(out_d, expected)
+    # --pixel-size is the fallback for images that carry none (as AxonDeepSeg's -s), never an override
+    both = translate_files(model_dir, [other / "c.png", nopx / "d.png"], tmp_path / "fallback", "U2L",
+                           device="cpu", pixel_size=0.1, progress=False)
+    assert read_pixel_size(both[0]) == pytest.approx(0.1)  # c's own 0.2 um/px kept (0.2 * 0.05 / 0.1)
+    assert read_pixel_size(both[1]) == pytest.approx(0.05)
 
 
 def test_cli_translate_exit_codes(model_dir, tmp_path, capsys):

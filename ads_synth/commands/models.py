@@ -108,7 +108,7 @@ def _ads_copy_problems(card):
 
 def run_verify(args):
     from ads_synth.errors import InputError
-    from ads_synth_models.cards import get_card, list_cards, verify_card
+    from ads_synth_models.cards import get_card, list_cards, pixel_size_problems, verify_card
 
     cards = [get_card(n) for n in args.names] if args.names else list_cards()
     if not cards:
@@ -116,7 +116,7 @@ def run_verify(args):
         return 0
     failed = []
     for card in cards:
-        problems = verify_card(card) + _ads_copy_problems(card)
+        problems = verify_card(card) + pixel_size_problems(card) + _ads_copy_problems(card)
         if problems:
             failed.append(card.name)
             print(f"{card.name}: FAILED ({len(problems)} problem(s))")

@@ -44,7 +44,8 @@ def register(subparsers):
     p.add_argument("--seed", type=int, default=0, help="random seed of the diffusion sampling (default 0)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
-                   help="micrometres per pixel of every input (default: each image's own)")
+                   help="micrometres per pixel of inputs that carry none (a BIDS sidecar, pixel_size_in_micrometer.txt "
+                   "or TIFF tags win), as AxonDeepSeg's -s")
     p.add_argument("--output-grid", default="input", choices=("input", "model"),
                    help="input: same shape as the input; model: the target's working pixel size (default input)")
     p.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: the training tile size)")

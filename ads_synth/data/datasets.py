@@ -27,6 +27,7 @@ import numpy as np
 
 from ads_synth.data.images import (
     PIXEL_SIZE_FILE,
+    check_pixel_size,
     image_extension,
     image_shape,
     is_image_file,
@@ -91,16 +92,11 @@ def is_candidate_image(path) -> bool:
 # labels
 # ----------------------------------------------------------------------------------------------------------------
 def _bids_root(path):
-    """The BIDS dataset root above ``path`` (a folder with ``dataset_description.json`` or ``sub-*`` folders)."""
-    folder = Path(path).parent
-    for _ in range(4):
-        if folder.name == "micr" or folder.name.startswith(("sub-", "ses-")):
-            folder = folder.parent
-            continue
-        break
-    if folder == Path(path).parent:
-        return None
-    return folder
+    """The BIDS dataset root above ``path`` (:func:`ads_synth.data.images.bids_folders`), or None outside BIDS."""
+    from ads_synth.data.images import bids_folders
+
+    folders = bids_folders(path)
+    return folders[-1] if len(folders) > 1 else None
 
 
 def find_labels(image) -> dict:
@@ -318,3 +314,40 @@ __all__ = [
     "load_label_map",
     "image_extension",
 ]
+
+
+def sample_pixel_sizes(samples, fallback=None, option="--pixel-size"):
+    """Pixel size of each sample, the ``fallback`` for those that have none: the one meaning of ``--pixel-size``
+    (as AxonDeepSeg's ``-s``: used only for images that carry no pixel size of their own).
+
+    Parameters
+    ----------
+    samples : list of ads_synth.data.datasets.Sample
+    fallback : float or None
+        Micrometres per pixel for images without a pixel size of their own.
+    option : str
+        The command-line option that gives ``fallback`` (named in the error).
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    InputError
+        An image has no pixel size and no fallback is given.
+    """
+    if fallback is not None:
+        fallback = check_pixel_size(fallback, option)
+    sizes = []
+    for sample in samples:
+        if sample.pixel_size is not None:
+            sizes.append(check_pixel_size(sample.pixel_size, sample.image))
+        elif fallback is not None:
+            sizes.append(fallback)
+        else:
+            raise InputError(
+                f"{sample.image}: no pixel size found; give it with {option} (micrometres per pixel), a BIDS "
+                "sidecar or pixel_size_in_micrometer.txt beside the image."
+            )
+    return sizes

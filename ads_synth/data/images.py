@@ -467,6 +467,25 @@ def _bids_entities(stem):
     return entities, parts[-1]
 
 
+#: BIDS folder levels between an image and its dataset root: ``sub-*/[ses-*/]micr/``.
+BIDS_DEPTH = 3
+
+
+def bids_folders(path) -> list:
+    """The folders from an image's own up to its BIDS dataset root (``micr``, ``ses-*``, ``sub-*`` climbed, at
+    most :data:`BIDS_DEPTH`): ``[image folder]`` alone when the image is not inside a BIDS tree. The one BIDS walk
+    of the package (sidecar inheritance here, label folders in :mod:`ads_synth.data.datasets`)."""
+    folder = Path(path).parent
+    folders = [folder]
+    for _ in range(BIDS_DEPTH):
+        if folder.name == "micr" or folder.name.startswith(("sub-", "ses-")):
+            folder = folder.parent
+            folders.append(folder)
+        else:
+            break
+    return folders
+
+
 def _sidecar_pixel_size(path):
     """Pixel size from ``<stem>.json`` or an inherited BIDS sidecar, or None."""
     path = Path(path)
@@ -474,15 +493,7 @@ def _sidecar_pixel_size(path):
     candidates = [path.parent / f"{stem}.json"]
     entities, suffix = _bids_entities(stem)
     if entities is not None and "sub" in entities:
-        folders = [path.parent]
-        folder = path.parent
-        for _ in range(3):
-            if folder.name == "micr" or folder.name.startswith(("sub-", "ses-")):
-                folder = folder.parent
-                folders.append(folder)
-            else:
-                break
-        for folder in folders:
+        for folder in bids_folders(path):
             found = []
             try:
                 jsons = sorted(folder.glob(f"*{suffix}.json"))

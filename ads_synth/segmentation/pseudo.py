@@ -231,18 +231,12 @@ def _record(job, strategy, folds, files, label_map, confidence):
 
 def _samples(images, pixel_size):
     """Samples of ``images`` (files / folders / datasets) with a pixel size each (``pixel_size`` fills gaps)."""
+    from ads_synth.data.datasets import sample_pixel_sizes
+
     if isinstance(images, (str, Path)):
         images = [images]
     samples = [s for item in images for s in find_samples(item)]
-    override = check_pixel_size(pixel_size, "--pixel-size") if pixel_size is not None else None
-    out = []
-    for s in samples:
-        px = s.pixel_size if s.pixel_size is not None else override
-        if px is None:
-            raise InputError(f"{s.image}: no pixel size found; give it with --pixel-size (micrometres per pixel) "
-                             "or write it into pixel_size_in_micrometer.txt beside the image.")
-        out.append((s, px))
-    return out
+    return list(zip(samples, sample_pixel_sizes(samples, pixel_size)))
 
 
 def _translation(translation, device):

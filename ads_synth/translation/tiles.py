@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ads_synth.data.datasets import sample_pixel_sizes  # noqa: F401 (re-exported)
 from ads_synth.data.images import check_pixel_size, read_image
 from ads_synth.data.normalize import normalize
 from ads_synth.data.resample import rescale_to_pixel_size
@@ -56,42 +57,6 @@ class DomainImages:
     @property
     def num_pixels(self):
         return int(sum(im.size for im in self.images))
-
-
-def sample_pixel_sizes(samples, fallback=None, option="--pixel-size"):
-    """Pixel size of each sample, the ``fallback`` for those that have none.
-
-    Parameters
-    ----------
-    samples : list of ads_synth.data.datasets.Sample
-    fallback : float or None
-        Micrometres per pixel for images without a pixel size of their own.
-    option : str
-        The command-line option that gives ``fallback`` (named in the error).
-
-    Returns
-    -------
-    list of float
-
-    Raises
-    ------
-    InputError
-        An image has no pixel size and no fallback is given.
-    """
-    if fallback is not None:
-        fallback = check_pixel_size(fallback, option)
-    sizes = []
-    for sample in samples:
-        if sample.pixel_size is not None:
-            sizes.append(check_pixel_size(sample.pixel_size, sample.image))
-        elif fallback is not None:
-            sizes.append(fallback)
-        else:
-            raise InputError(
-                f"{sample.image}: no pixel size found; give it with {option} (micrometres per pixel), a BIDS "
-                "sidecar or pixel_size_in_micrometer.txt beside the image."
-            )
-    return sizes
 
 
 def working_pixel_sizes(sizes_l, sizes_u, scale=1.0):

@@ -228,7 +228,7 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
         Replace existing outputs.
     device : str, optional
     pixel_size : float, optional
-        Micrometres per pixel for every input (default: each image's own).
+        Micrometres per pixel of inputs that carry none (each image's own pixel size wins, as everywhere).
     output_grid, tile, overlap, batch_size, seed, progress
         As in :func:`translate_image`.
 
@@ -238,7 +238,7 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
         The images written.
     """
     from ads_synth.data.datasets import find_samples
-    from ads_synth.data.images import require_pixel_size
+    from ads_synth.data.datasets import sample_pixel_sizes
     from ads_synth.data.writers import check_targets, write_image, write_pixel_size
 
     _domains(direction)
@@ -256,7 +256,7 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
                                  f"{output_name(s.name, direction)}: translate them into different folders.")
             names[s.name] = s.image
             samples.append(s)
-    sizes = [require_pixel_size(s.image, pixel_size) for s in samples]
+    sizes = sample_pixel_sizes(samples, pixel_size)
     model = model_dir if isinstance(model_dir, torch.nn.Module) else load_translation_model(model_dir, device)
     work = working_pixel_sizes(model, str(model_dir) if not isinstance(model_dir, torch.nn.Module) else "model")
     source, target = _domains(direction)
