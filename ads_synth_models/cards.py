@@ -46,6 +46,7 @@ import yaml
 from ads_synth.atomic import atomic_write_text
 from ads_synth.errors import InputError
 from ads_synth.segmentation.strategies import get_strategy, strategy_names
+from ads_synth.translation.formats import is_run_dir, run_model_dir
 
 #: Environment variable naming user folders of model cards.
 ENV_VAR = "ADS_SYNTH_MODELS"
@@ -563,6 +564,12 @@ def create_card(
     if strategy not in strategy_names(shippable=True):
         raise InputError(f"strategy {strategy!r} must be one of {', '.join(strategy_names(shippable=True))}.")
     translation, nnunet = Path(translation), Path(nnunet)
+    if is_run_dir(translation):  # the folder ads-synth pseudo --translation accepts: ship its best/ (or last/)
+        shipped = run_model_dir(translation)
+        if shipped is None:
+            raise InputError(f"{translation}: this training run has saved no model yet (best/ or last/); wait for "
+                             "its first scoring or checkpoint.")
+        translation = shipped
     if not translation.is_dir() or not _translation_files(translation):
         raise InputError(f"{translation}: not a translation model folder (config.json + weights); check the path.")
     if not nnunet.is_dir() or not (nnunet / "dataset.json").is_file() or not list(nnunet.glob("fold_*")):

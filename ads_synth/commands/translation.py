@@ -11,10 +11,11 @@ _SCALE_HELP = (
 )
 
 
-def run(args):
-    from ads_synth.translation.trainer import TrainOptions, train
+def options_from_args(args):
+    """The TrainOptions of a parsed ``ads-synth translation train`` command line."""
+    from ads_synth.translation.trainer import TrainOptions
 
-    opts = TrainOptions(
+    return TrainOptions(
         source=args.source or [],
         target=args.target or [],
         out=args.out,
@@ -33,8 +34,14 @@ def run(args):
         eval_tiles=args.eval_tiles,
         device=args.device,
         progress=not args.no_progress,
+        channels=args.channels,
     )
-    trainer = train(opts, resume=args.resume)
+
+
+def run(args):
+    from ads_synth.translation.trainer import train
+
+    trainer = train(options_from_args(args), resume=args.resume)
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) and trainer is not None:
@@ -86,6 +93,8 @@ def register(subparsers):
     p.add_argument("--tile", type=int, default=None, metavar="PX",
                    help="training tile side (default: the preset's); smaller when the images are smaller than it on "
                    "their working grid (e.g. 128 for mouse TEM crops at --scale 5)")
+    p.add_argument("--channels", type=int, default=None, metavar="N",
+                   help="base channels of the diffusive generator (default: the preset's; e.g. 32 with compact)")
     p.add_argument("--source-pixel-size", type=float, default=None, metavar="UM",
                    help="micrometres per pixel for source images that have none")
     p.add_argument("--target-pixel-size", type=float, default=None, metavar="UM",

@@ -419,6 +419,8 @@ class TrainOptions:
     tile : int or None
         Overrides the preset's training tile side (``image_size``), e.g. when the images are smaller than it on
         their working grid; a multiple of the networks' down-sampling.
+    channels : int or None
+        Overrides the preset's base channels of the diffusive generator (``ncsnpp.ch``).
     source_pixel_size, target_pixel_size : float or None
         Micrometres per pixel for images without their own pixel size.
     source_name, target_name : str or None
@@ -448,10 +450,30 @@ class TrainOptions:
     eval_tiles: int = 8
     device: str | None = None
     progress: bool = True
+    channels: int | None = None
 
     #: Options a resumed run takes from its config.json (the others may change between sessions).
     FIXED = ("source", "target", "preset", "scale", "seed", "batch_size", "tile", "source_pixel_size",
-             "target_pixel_size", "source_name", "target_name", "eval_tiles")
+             "target_pixel_size", "source_name", "target_name", "eval_tiles", "channels")
+
+
+def config_from_options(opts):
+    """The SynDiffConfig a new run of ``opts`` trains: the preset with the ``batch_size``, ``tile`` and
+    ``channels`` overrides (what a card's reproduce command rebuilds). InputError for an invalid override."""
+    config = get_preset(opts.preset)
+    if opts.batch_size is not None:
+        config = dataclasses.replace(config, batch_size=int(opts.batch_size))
+    if opts.channels is not None:
+        if int(opts.channels) < 1:
+            raise InputError(f"--channels {opts.channels}: must be a positive number of channels.")
+        config = dataclasses.replace(config, ncsnpp=dataclasses.replace(config.ncsnpp, ch=int(opts.channels)))
+    if opts.tile is not None:
+        multiple = config.training_size_multiple
+        if int(opts.tile) < multiple or int(opts.tile) % multiple:
+            raise InputError(f"--tile {opts.tile}: must be a positive multiple of {multiple} for the "
+                             f"{opts.preset} preset.")
+        config = dataclasses.replace(config, image_size=int(opts.tile))
+    return config
 
 
 #: Defaults of the options that a resumed run may change (None in TrainOptions: the run's value, or these).
@@ -539,15 +561,7 @@ def prepare_run(opts, resume=False):
                              "another --out.")
         if run_dir.exists() and not run_dir.is_dir():
             raise InputError(f"{run_dir}: is a file; choose a folder for --out.")
-        config = get_preset(opts.preset)
-        if opts.batch_size is not None:
-            config = dataclasses.replace(config, batch_size=int(opts.batch_size))
-        if opts.tile is not None:
-            multiple = config.training_size_multiple
-            if int(opts.tile) < multiple or int(opts.tile) % multiple:
-                raise InputError(f"--tile {opts.tile}: must be a positive multiple of {multiple} for the "
-                                 f"{opts.preset} preset.")
-            config = dataclasses.replace(config, image_size=int(opts.tile))
+        config = config_from_options(opts)
         opts = dataclasses.replace(opts, **{name: value for name, value in DEFAULT_SCHEDULE.items()
                                              if getattr(opts, name) is None})
     _check_options(opts)
