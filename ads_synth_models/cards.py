@@ -10,7 +10,8 @@ model needs::
       n_classes: 2
       model-info: ...
       training-data: ...
-      weights: {ensemble: ~, single_fold: https://.../TEM2SEM_tutor.zip}   # archive of this card and its files
+      weights: {ensemble: https://.../TEM2SEM_tutor.zip, single_fold: ~}   # archive of this card and its files
+                                  # (ensemble: several folds; single_fold: one, as in ADS's cards)
       source: TEM                 # labeled modality L
       target: SEM                 # unlabeled modality U
       strategy: tutor             # tutor (nnU-Net trained on translated L), adapt (U translated to L first) or
@@ -90,7 +91,8 @@ class ModelCard:
     full_name : str
         Folder name of the model among AxonDeepSeg's models.
     url : str or None
-        Where the archive of the card and its files can be downloaded (``weights.single_fold``).
+        Where the archive of the card and its files can be downloaded (``weights.ensemble`` for a several-fold
+        model, ``weights.single_fold`` for a one-fold one, as in AxonDeepSeg's cards).
     entry : dict
         The card's whole entry as read (``model-info``, ``training-data``, ``training``, ``scores``...).
     """
@@ -497,9 +499,17 @@ def card_entry(
     training=None,
     scores=None,
     url=None,
+    n_folds=None,
 ) -> dict:
-    """The card entry (a dict in ADS's model card form) for the given fields."""
+    """The card entry (a dict in ADS's model card form) for the given fields.
+
+    ``url`` goes to ``weights.single_fold`` for a one-fold model and to ``weights.ensemble`` otherwise (``n_folds``:
+    how many folds the model has; default ``len(folds)``, several when unknown)."""
     low, high = pixel_size if isinstance(pixel_size, (list, tuple)) else (pixel_size, pixel_size)
+    # in ADS's cards, single_fold is a one-fold model and ensemble a several-fold one
+    n_folds = n_folds if n_folds is not None else (len(list(folds)) if folds is not None else None)
+    one_fold = n_folds == 1
+    weights = {"ensemble": None if one_fold else url, "single_fold": url if one_fold else None}
     return {
         "full_name": ADS_PREFIX + name,
         "task": "myelinated-axon-segmentation",
@@ -508,7 +518,7 @@ def card_entry(
         or f"Pseudo-label model for {target} images from labeled {source} images by unpaired image translation "
         f"(SynDiff) and nnU-Net v2, {strategy} strategy.",
         "training-data": training_data or f"Labeled {source} images and unlabeled {target} images.",
-        "weights": {"ensemble": None, "single_fold": url},
+        "weights": weights,
         "source": source,
         "target": target,
         "strategy": strategy,
@@ -600,6 +610,7 @@ def create_card(
         training=training,
         scores=scores,
         url=url,
+        n_folds=len(folds) if folds is not None else len([p for p in nnunet.glob("fold_*") if p.is_dir()]),
     )
     card_from_entry(card_path, name, entry)  # validate before writing
     write_card(card_path, name, entry)

@@ -2,6 +2,7 @@
 config (three files that each state them)."""
 
 import json
+import shutil
 
 import pytest
 
@@ -49,3 +50,20 @@ def test_shipped_cards_agree():
     assert len(shipped) >= 5
     for card in shipped:
         assert C.pixel_size_problems(card) == [], card.name
+
+
+def test_archive_url_goes_to_ensemble_for_several_folds(user_cards, tmp_path):
+    """In AxonDeepSeg's cards ``single_fold`` means a one-fold model: a two-fold card names its archive under
+    ``ensemble``."""
+    tr, nn = make_fake_models(tmp_path / "two")
+    (nn / "fold_all").rename(nn / "fold_0")
+    (nn / "fold_1").mkdir()
+    shutil.copy2(nn / "fold_0" / "checkpoint_final.pth", nn / "fold_1" / "checkpoint_final.pth")
+    two = C.create_card(user_cards, source="A", target="B", strategy="tutor", translation=tr, nnunet=nn,
+                        pixel_size=0.1, url="https://example.org/A2B_tutor.zip")
+    assert two.entry["weights"] == {"ensemble": "https://example.org/A2B_tutor.zip", "single_fold": None}
+    assert two.url == "https://example.org/A2B_tutor.zip"
+    tr1, nn1 = make_fake_models(tmp_path / "one", seed=b"y")
+    one = C.create_card(user_cards, source="A", target="C", strategy="tutor", translation=tr1, nnunet=nn1,
+                        pixel_size=0.1, folds=["all"], url="https://example.org/A2C_tutor.zip")
+    assert one.entry["weights"] == {"ensemble": None, "single_fold": "https://example.org/A2C_tutor.zip"}

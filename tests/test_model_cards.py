@@ -20,7 +20,7 @@ def make_fake_models(folder, seed=b"x"):
     folder = Path(folder)
     tr = folder / "translation"
     tr.mkdir(parents=True)
-    (tr / "config.json").write_text(json.dumps({"preset": "tiny"}))
+    (tr / "config.json").write_text(json.dumps({"preset": "tiny", "extra": {"pixel_size": {"L": 0.05, "U": 0.1}}}))
     (tr / "weights.pt").write_bytes(b"weights-" + seed * 100)
     nn = folder / "nnunet"
     (nn / "fold_all").mkdir(parents=True)
