@@ -32,7 +32,6 @@ folder hides one of the same name in a later folder. Only PyYAML and the standar
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -45,6 +44,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ads_synth.atomic import atomic_write_text
+from ads_synth.checksums import sha256_file  # noqa: F401 (re-exported: cards.sha256_file)
 from ads_synth.errors import InputError
 from ads_synth.segmentation.strategies import get_strategy, strategy_names
 from ads_synth.translation.formats import is_run_dir, run_model_dir
@@ -62,7 +62,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _MODALITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = ("source", "target", "strategy", "pixel_size", "translation", "nnunet", "files")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -348,15 +347,6 @@ def require_files(card) -> ModelCard:
 # ----------------------------------------------------------------------------------------------------------------
 # checksums
 # ----------------------------------------------------------------------------------------------------------------
-def sha256_file(path) -> str:
-    """The sha256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_card(card) -> list:
     """Check every file of ``card`` against its sha256; return the problems (empty when all is well)."""
     problems = []

@@ -351,3 +351,11 @@ def sample_pixel_sizes(samples, fallback=None, option="--pixel-size"):
                 "sidecar or pixel_size_in_micrometer.txt beside the image."
             )
     return sizes
+
+
+def dataset_name(image) -> str:
+    """The name of the dataset an image belongs to: its BIDS dataset root's folder name, else its own folder's
+    (recorded instead of absolute paths, e.g. ``tem-srf``)."""
+    from ads_synth.data.images import bids_folders
+
+    return bids_folders(image)[-1].name

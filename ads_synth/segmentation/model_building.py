@@ -195,6 +195,27 @@ def _identity(info, keys=_DATA_KEYS):
     return {k: info.get(k) for k in keys}
 
 
+def _is_path(value):
+    """An absolute path, or a list of them (what older ``ads_synth.json`` files recorded)."""
+    if isinstance(value, str):
+        return value.startswith("/") or (len(value) > 2 and value[1] == ":" and value[2] in "\\/")
+    return isinstance(value, list) and bool(value) and all(_is_path(v) for v in value)
+
+
+def same_training(a, b, keys=_MODEL_KEYS) -> bool:
+    """True when two ``ads_synth.json`` contents describe the same training: paths are ignored (a model folder
+    copied to another machine resumes), and ``trained_on`` keys are compared where both record them."""
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        if key == "trained_on" and isinstance(x, dict) and isinstance(y, dict):
+            common = [k for k in set(x) & set(y) if not (_is_path(x[k]) or _is_path(y[k]))]
+            if any(x[k] != y[k] for k in common):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
 def _read_json(path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -251,9 +272,9 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     info = {**info, "configuration": configuration,
             "compact_plan": settings.compact_plan().to_dict() if settings.trainer == "compact" else None}
     existing = read_model_info(model_dir) if model_dir.is_dir() else {}
-    if existing and _identity(existing, _MODEL_KEYS) != _identity(info, _MODEL_KEYS):
+    if existing and not same_training(existing, info):
         if not overwrite:
-            changed = [k for k in _MODEL_KEYS if existing.get(k) != info.get(k)]
+            changed = [k for k in _MODEL_KEYS if not same_training(existing, info, (k,))]
             raise InputError(f"{model_dir}: holds a model trained with another {', '.join(changed)}; pass "
                              "--overwrite to retrain it, or choose another output folder.")
         shutil.rmtree(model_dir)
@@ -293,8 +314,25 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     return model_dir
 
 
-def _paths(samples):
-    return sorted({str(Path(s.image).resolve().parent) for s in samples})
+def data_record(samples) -> dict:
+    """What a model was trained on, without paths: dataset names, the image count and a digest of the images."""
+    from ads_synth.checksums import files_digest
+    from ads_synth.data.datasets import dataset_name
+
+    return {"data": sorted({dataset_name(s.image) for s in samples}), "n_images": len(samples),
+            "images_sha256": files_digest(s.image for s in samples)}
+
+
+def translation_record(translation_path) -> dict:
+    """The translation model a model was trained with: its folder name and a digest of its files."""
+    from ads_synth.checksums import files_digest
+    from ads_synth.translation.formats import is_run_dir, run_model_dir
+
+    folder = Path(translation_path)
+    if is_run_dir(folder):
+        folder = run_model_dir(folder) or folder
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return {"translation": Path(translation_path).name, "translation_sha256": files_digest(files) if files else None}
 
 
 def train_labeled_model(labeled, model_dir, work_dir=None, *, pixel_size=None, settings=None, overwrite=False,
@@ -335,7 +373,7 @@ def train_labeled_model(labeled, model_dir, work_dir=None, *, pixel_size=None, s
         "pixel_size": px,
         "domain": "L",
         "strategy": "labeled",
-        "trained_on": {"data": [str(Path(s).resolve()) for s in sources], "n_images": len(samples)},
+        "trained_on": data_record(samples),
     }
     return build_segmentation_model(model_dir, work_dir, dataset_id=LABELED_DATASET_ID, dataset_label="labeled",
                                     cases=lambda: labeled_cases(samples, px), n_cases=len(samples), info=info,
@@ -352,8 +390,8 @@ def _u_model_info(strategy, labeled_samples, translation_model, translation_path
         "pixel_size": work["U"],
         "domain": "U",
         "strategy": strategy,
-        "trained_on": {"data": _paths(labeled_samples), "n_images": len(labeled_samples), **trained_on,
-                       "translation": str(Path(translation_path).resolve()), "seed": seed},
+        "trained_on": {**data_record(labeled_samples), **trained_on, **translation_record(translation_path),
+                       "seed": seed},
     }
 
 
@@ -413,12 +451,16 @@ def train_proxy_model(pseudo_items, labeled_samples, translation_model, translat
     Path
         ``model_dir``.
     """
+    from ads_synth.checksums import files_digest
+
     settings = (settings or TrainSettings()).check()
     if not 0.0 <= float(min_confidence) <= 1.0:
         raise InputError(f"--min-confidence {min_confidence}: give a value from 0 to 1.")
     info = _u_model_info("proxy", labeled_samples, translation_model, translation_path, seed,
-                         unlabeled=[str(Path(item[0].image).resolve()) for item in pseudo_items],
-                         pseudo_labels=sorted({str(Path(item[2]).resolve().parent) for item in pseudo_items}),
+                         unlabeled=sorted(item[0].name for item in pseudo_items),
+                         unlabeled_sha256=files_digest(item[0].image for item in pseudo_items),
+                         pseudo_labels=sorted({Path(item[2]).parent.name for item in pseudo_items}),
+                         pseudo_labels_sha256=files_digest(p for item in pseudo_items for p in item[2:4]),
                          min_confidence=float(min_confidence))
     return build_segmentation_model(
         model_dir, work_dir, dataset_id=PROXY_DATASET_ID, dataset_label="proxy",
