@@ -1,5 +1,6 @@
 """The `ads-synth` console script itself: version, info, sub-command discovery, bad input -> one line, exit 2."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -29,13 +30,43 @@ def test_info_reports_versions_device_and_shipped_cards():
     assert "TEM2SEM_tutor" in r.stdout
 
 
-def test_every_command_module_is_a_subcommand():
-    names = command_modules()
-    assert {"info", "translation", "translate", "pseudo", "evaluate", "segmentation", "models", "segment"} <= set(names)
-    r = run("--help")
-    assert r.returncode == 0
-    for name in names:
-        assert name in r.stdout
+#: Each sub-command, a command line that shows what it does, and text that only its own help prints.
+SUBCOMMANDS = {
+    "info": (["info", "--help"], "usage: ads-synth info [-h] options"),
+    "translation": (["translation", "train", "--help"], "--scale S"),
+    "translate": (["translate", "--help"], "--direction {L2U,U2L}"),
+    "pseudo": (["pseudo", "--help"], "--min-confidence C"),
+    "evaluate": (["evaluate", "--help"], "--truth DATASET"),
+    "segmentation": (["segmentation", "predict", "--help"], "--segmentation-pixel-size UM"),
+    "models": (["models", "create", "--help"], "--strategy {tutor,adapt,proxy}"),
+    "segment": (["segment", "--help"], "--strategy {tutor,adapt,proxy}"),
+}
+
+
+def test_every_command_module_is_a_subcommand(capsys):
+    """Each module under ads_synth/commands is a registered sub-command with its own options (in-process)."""
+    import pytest
+
+    from ads_synth.cli import build_parser
+
+    assert set(command_modules()) == set(SUBCOMMANDS)
+    registered = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(registered.choices) == set(SUBCOMMANDS)
+    for name, (argv, marker) in SUBCOMMANDS.items():
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 0, name
+        out = " ".join(capsys.readouterr().out.split())
+        assert out.startswith(f"usage: ads-synth {' '.join(argv[:-1])}"), (name, out[:80])
+        assert marker in out, (name, marker)
+    # a command line without a sub-command prints the list of them and exits 0
+    from ads_synth.cli import main
+
+    assert main([]) == 0
+    listed = capsys.readouterr().out
+    assert "show versions, the device in use and the model cards found" in " ".join(listed.split())
+    for name in SUBCOMMANDS:
+        assert f"    {name} " in listed or f"    {name}\n" in listed, name
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

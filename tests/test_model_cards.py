@@ -168,8 +168,13 @@ def test_pack_then_install_archive_offline_into_user_dir(tmp_path, monkeypatch):
     # the adapt card shares the pair's translation files: installing it too does not conflict
     installed2 = C.install_archive(C.pack_card(C.get_card("TEST2FAKE_adapt", [src]), tmp_path / "adapt.zip"))
     assert installed2[0].name == "TEST2FAKE_adapt" and C.verify_card(installed2[0]) == []
-    # reinstalling the same archive is fine (same content)
-    C.install_archive(archive)
+    # reinstalling the same archive is fine (same content): the same files, byte for byte, and no stray ones
+    before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    again = C.install_archive(archive)
+    assert [c.name for c in again] == ["TEST2FAKE_tutor"] and C.verify_card(again[0]) == []
+    after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert after == before
+    assert {Path(rel) for rel in card.files} | {Path("TEST2FAKE_tutor.yaml")} <= set(after)
 
 
 def test_install_archive_refuses_damaged_archive_and_leaves_dest_unchanged(tmp_path):
