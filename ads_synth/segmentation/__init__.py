@@ -14,5 +14,7 @@ environment. Modules:
 * :mod:`.postprocess` -- speck removal and AxonDeepSeg's axon filling.
 * :mod:`.metrics` -- Dice, sensitivity, specificity (AxonDeepSeg's implementation).
 * :mod:`.evaluate` -- per image / per fold scores, Table 2, CSV, Markdown, figure.
-* :mod:`.pseudo` -- the tutorship / adaptation / direct paths, ``pseudo_label_images``, ``run_pseudo``.
+* :mod:`.strategies` -- the strategy registry (standard library only).
+* :mod:`.pseudo` -- the inference engine, ``pseudo_label_images`` (never imports training).
+* :mod:`.pseudo_training` -- ``run_pseudo`` (``ads-synth pseudo``): trains what is missing, then runs the engine.
 """
