@@ -404,7 +404,8 @@ def pixel_size_problems(card) -> list:
             problems.append(f"{rel}: no pixel_size")
         elif not _close(info["pixel_size"], work[segments]):
             problems.append(f"{rel}: pixel_size {info['pixel_size']:g} um differs from the translation's working "
-                            f"pixel size of {segments} ({work[segments]:g} um) that a {card.strategy} model segments at")
+                            f"pixel size of {segments} ({work[segments]:g} um) that a {card.strategy} model "
+                            "segments at")
         if info.get("domain") not in (None, segments):
             problems.append(f"{rel}: domain {info['domain']!r}, but a {card.strategy} model segments {segments}")
     low, high = card.pixel_size

@@ -4,8 +4,6 @@ config (three files that each state them)."""
 import json
 import shutil
 
-import pytest
-
 from ads_synth.cli import main as cli_main
 from ads_synth_models import cards as C
 from test_model_cards import make_fake_models

@@ -16,7 +16,8 @@ def run(args):
     settings = settings_from_args(args)
     options = OutputOptions(per_fold=args.per_fold, postprocess=not args.no_postprocess,
                             confidence_tiff=args.confidence_tiff, overwrite=args.overwrite, skip_existing=True)
-    result = run_pseudo(args.strategy, args.labeled, args.unlabeled, resolve_translation(args.translation), args.out, settings=settings,
+    translation = resolve_translation(args.translation)
+    result = run_pseudo(args.strategy, args.labeled, args.unlabeled, translation, args.out, settings=settings,
                         pixel_size=args.pixel_size, l_model=args.l_model,
                         l_model_pixel_size=args.segmentation_pixel_size, options=options,
                         use_mirroring=args.mirroring, progress=not args.no_progress,

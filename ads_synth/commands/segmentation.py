@@ -74,7 +74,8 @@ def run_predict(args):
     if args.out is None and args.per_fold:
         raise InputError("--per-fold needs an output folder (-o).")
     records = pseudo_label_images(
-        args.input, translation=resolve_translation(args.translation), segmentation=args.model, strategy="direct", out_dir=args.out,
+        args.input, translation=resolve_translation(args.translation), segmentation=args.model, strategy="direct",
+        out_dir=args.out,
         overwrite=args.overwrite, folds=args.folds, device=args.device, progress=not args.no_progress,
         pixel_size=args.pixel_size, per_fold=args.per_fold, use_mirroring=args.mirroring,
         postprocess=not args.no_postprocess, confidence_tiff=args.confidence_tiff,

@@ -9,7 +9,8 @@ AxonDeepSeg's own ``AxonDeepSeg.segment.main``: its options, help, outputs and e
 Exit codes in pseudo mode follow AxonDeepSeg's: 0 success, 1 an input file with an invalid extension, 2 bad input
 (one line on stderr, nothing written). ``axondeepseg --pseudo --help`` shows the pseudo-label options.
 
-Only ``argparse``, ``sys`` and the strategy registry (standard library) are imported at module level; AxonDeepSeg, torch and nnU-Net load when used.
+Only ``argparse``, ``sys`` and the strategy registry (standard library) are imported at module level; AxonDeepSeg,
+torch and nnU-Net load when used.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ads_synth.data.datasets import find_samples
-from ads_synth.data.images import check_pixel_size, read_image
+from ads_synth.data.images import read_image
 from ads_synth.data.resample import rescale_to_pixel_size, resize_to
 from ads_synth.data.writers import (
     check_targets,

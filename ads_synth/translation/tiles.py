@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ads_synth.data.datasets import sample_pixel_sizes  # noqa: F401 (re-exported)
-from ads_synth.data.images import check_pixel_size, read_image
+from ads_synth.data.images import read_image
 from ads_synth.data.normalize import normalize
 from ads_synth.data.resample import rescale_to_pixel_size
 from ads_synth.errors import InputError
