@@ -114,7 +114,8 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
         labeled_samples = check_labeled([s for src in sources for s in find_samples(src, require_labels=True)])
     jobs_samples = _samples(unlabeled, pixel_size)
     translation_model = None
-    if needs_u or any(s.translate for s in chosen) or (needs_l and l_model is None):
+    # an L model on untranslated U reads it on the translation's grid, whoever trained the L model (module docs)
+    if needs_u or needs_l:
         translation_model = _translation(translation, device)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another output folder.")
