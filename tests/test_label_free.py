@@ -50,9 +50,14 @@ def bad_candidates(good, seed=0):
     return {"eroded": eroded, "shuffled": shuffled, "blank": blank, "noise": noise}
 
 
-def near_copy(good, shift=1):
-    """A decent second candidate: ``good`` shifted by ``shift`` pixels (as another model would err slightly)."""
-    return np.roll(good, shift, axis=1)
+def near_copy(good, shift=1, axis=1):
+    """A decent other candidate: ``good`` shifted by ``shift`` pixels (as another model would err slightly)."""
+    return np.roll(good, shift, axis=axis)
+
+
+def decent_pool(good, shift=1):
+    """Three decent candidates around ``good`` (shifted each way): the pool of working candidates agreement needs."""
+    return {"right": near_copy(good, shift), "left": near_copy(good, -shift), "down": near_copy(good, shift, 0)}
 
 
 def _items(maps):
@@ -81,7 +86,7 @@ def test_label_statistics_of_rings_of_known_g_ratio_and_size():
 
 def test_known_good_rings_rank_above_known_bad_candidates_and_are_chosen():
     good = rings(shape=(256, 256), radius=9, g=0.6, jitter=2)
-    maps = {"good": good, "near": near_copy(good), **bad_candidates(good)}
+    maps = {"good": good, **decent_pool(good), **bad_candidates(good)}
     reference = lf.label_statistics([rings(radius=9, g=0.6, seed=3, jitter=2)], pixel_size=0.1)
     scores = lf.score_candidates(_items(maps), pixel_size=0.1, reference=reference)
     assert set(scores) == set(maps)
@@ -90,9 +95,12 @@ def test_known_good_rings_rank_above_known_bad_candidates_and_are_chosen():
         for key in ("axon_enclosed", "g_ratio_plausible", "g_ratio_match"):
             assert scores["good"][key] > scores[name][key], (name, key)
     assert math.isnan(scores["good"]["confidence"])  # no confidence given
-    assert lf.choose_candidate(scores) in ("good", "near")
+    assert lf.choose_candidate(scores) == "good"
     assert lf.choose_candidate(scores, eligible=["eroded", "good", "noise"]) == "good"
     assert lf.choose_candidate(scores, eligible=["blank", "noise", "eroded"]) != "blank"
+    # the morphological scores alone also single out the broken candidates
+    morph = lf.combine_ranks({n: dict(v) for n, v in scores.items()}, lf.MORPHOLOGY_SCORES)
+    assert all(morph["good"]["score"] > morph[n]["score"] for n in ("eroded", "shuffled", "blank", "noise"))
 
 
 def test_agreement_is_leave_one_out_dice_with_the_majority():
@@ -102,6 +110,15 @@ def test_agreement_is_leave_one_out_dice_with_the_majority():
     assert agree["a"] == pytest.approx(1.0) and agree["b"] == pytest.approx(1.0)
     assert agree["odd"] == pytest.approx(0.0)
     assert math.isnan(lf.agreement_scores({"alone": a})["alone"])
+
+
+def test_agreement_and_confidence_break_ties_and_a_broken_majority_outvotes_a_good_candidate():
+    a = rings(shape=(128, 128), radius=8)
+    scores = {"x": {"score": 0.5, "agreement": 0.7}, "y": {"score": 0.5, "agreement": 0.9}}
+    assert lf.choose_candidate(scores) == "y"
+    # the documented limit of agreement: three identical broken candidates outvote one good one
+    maps = {"good": a, "b1": np.zeros_like(a), "b2": np.zeros_like(a), "b3": np.zeros_like(a)}
+    assert lf.agreement_scores(maps)["good"] < lf.agreement_scores(maps)["b1"]
 
 
 def test_confidence_counts_and_bad_input_is_refused():
@@ -136,13 +153,34 @@ def test_manual_sem_labels_rank_above_known_bad_candidates(shared_data):
     from ads_synth.data.datasets import find_samples, load_label_map
 
     sample = [s for s in find_samples(shared_data / "sem-dev", require_labels=True) if "rat8" in s.name][0]
-    good = load_label_map(sample)[200:712, 300:812]
-    tem = [s for s in find_samples(shared_data / "tem-srf", require_labels=True)][:4]
+    good = load_label_map(sample)[300:684, 400:784]
+    tem = [s for s in find_samples(shared_data / "tem-srf", require_labels=True)][:2]
     # L at its working grid (0.0193 um) against U at its own (0.0965 um): the shipped TEM2SEM scale
     reference = lf.label_statistics([load_label_map(s) for s in tem], [s.pixel_size for s in tem],
                                     unit_size=0.0193)
-    maps = {"manual": good, "near": near_copy(good, 2), **bad_candidates(good)}
+    maps = {"manual": good, **decent_pool(good, 2), **bad_candidates(good)}
     scores = lf.score_candidates(_items(maps), pixel_size=sample.pixel_size, reference=reference, unit_size=0.0965)
     for name in ("eroded", "shuffled", "blank", "noise"):
         assert scores["manual"]["score"] > scores[name]["score"], (name, scores)
-    assert lf.choose_candidate(scores, eligible=["manual", "eroded", "shuffled", "blank", "noise"]) == "manual"
+    assert lf.choose_candidate(scores) == "manual"
+    for key in ("axon_enclosed", "myelin_enclosing"):
+        assert all(scores["manual"][key] > scores[n][key] for n in ("shuffled", "blank", "noise")), key
+
+
+def test_candidates_are_read_back_from_the_files_a_strategy_writes(tmp_path):
+    from ads_synth.data.writers import write_ads_segmentation, write_float_tiff, write_image
+
+    image = tmp_path / "img.png"
+    good = rings(shape=(96, 96), radius=6)
+    write_image(image, np.full(good.shape, 128, np.uint8))
+    for name in ("a", "b"):
+        write_ads_segmentation(good, image, out_dir=tmp_path / name)
+    write_image(tmp_path / "a" / "img_seg-confidence.png", np.full(good.shape, 255, np.uint8))
+    write_float_tiff(tmp_path / "b" / "img_seg-confidence.tif", np.full(good.shape, 0.25, np.float32))
+    items = lf.load_candidates({"a": tmp_path / "a", "b": tmp_path / "b"}, [image])
+    assert np.array_equal(items["a"][0]["label_map"], good) and np.array_equal(items["b"][0]["label_map"], good)
+    assert items["a"][0]["confidence"].mean() == pytest.approx(1.0)
+    assert items["b"][0]["confidence"].mean() == pytest.approx(0.25)
+    assert lf.read_candidate(tmp_path / "missing", image) is None
+    with pytest.raises(FileNotFoundError, match="candidate c"):
+        lf.load_candidates({"c": tmp_path / "missing"}, [image])

@@ -24,9 +24,12 @@ score                     what it measures
 ``shape_match``           ``1 - KS`` distance between axon solidities and L's (``reference``)
 ========================= ===================================================================================
 
-The combined ``score`` is parameter-free: the mean over :data:`COMBINED_SCORES` of each candidate's normalised rank
-(0 = worst, 1 = best among the candidates; ties share the mean rank; a NaN score ranks last). Which scores enter
-it was measured on sem-dev (docs/results.md, "Label-free scores of the candidates"); no weight is fitted.
+The combined ``score`` is parameter-free: the mean over :data:`COMBINED_SCORES` (``agreement`` and ``confidence``)
+of each candidate's normalised rank (0 = worst, 1 = best among the candidates; ties share the mean rank; a NaN
+score ranks last; a score NaN for every candidate is left out). Which scores enter it was measured on sem-dev
+(docs/results.md, "Label-free scores of the candidates"); no weight is fitted. Caveats: ``agreement`` needs most
+candidates to be decent (a majority of broken clones would outvote a good one), and ``confidence`` favours
+self-trained models (trained on their teachers' confident pixels) over pooled ones (whose folds disagree more).
 
 :func:`label_statistics` summarises labels (L's manual labels, for ``reference``) as quantiles of the fibre
 measures, JSON-ready; :func:`ranking_study` measures, when true Dice is known (evaluation only), how well each
@@ -56,8 +59,11 @@ MORPHOLOGY_SCORES = ("axon_enclosed", "myelin_enclosing", "g_ratio_plausible", "
 REFERENCE_SCORES = ("g_ratio_match", "size_match", "shape_match")
 #: Every score, in table order.
 ALL_SCORES = ("agreement", "confidence") + MORPHOLOGY_SCORES + REFERENCE_SCORES
-#: Scores that enter the combined ``score`` (mean normalised rank), chosen by the sem-dev study.
-COMBINED_SCORES = ("agreement", "axon_enclosed", "myelin_enclosing", "g_ratio_plausible")
+#: Scores that enter the combined ``score`` (mean normalised rank), chosen by the sem-dev study (docs/results.md):
+#: the only ones that also rank the candidates that work; the morphological ones only single out broken candidates.
+COMBINED_SCORES = ("agreement", "confidence")
+#: Tie-break of :func:`choose_candidate` (the best single score of the study).
+TIE_BREAK = "agreement"
 
 
 # ---------------------------------------------------------------------------------------------- fibre measures
@@ -359,8 +365,10 @@ def combine_ranks(scores, use=COMBINED_SCORES, key="score") -> dict:
     return scores
 
 
-def choose_candidate(scores, eligible=None, key="score") -> str:
-    """The candidate with the best ``key`` score among ``eligible`` ones (default all; the first on ties).
+def choose_candidate(scores, eligible=None, key="score", tie_break=TIE_BREAK) -> str:
+    """The candidate with the best ``key`` score among ``eligible`` ones (default all).
+
+    Ties go to the higher ``tie_break`` score (when the candidates have it), then to the first in ``scores``.
 
     Raises
     ------
@@ -370,9 +378,11 @@ def choose_candidate(scores, eligible=None, key="score") -> str:
     names = [n for n in scores if eligible is None or n in set(eligible)]
     if not names:
         raise ValueError(f"no eligible candidate among the scored ones {sorted(scores)}")
-    best = max(names, key=lambda n: (-math.inf if math.isnan(scores[n][key]) else scores[n][key],
-                                     -names.index(n)))
-    return best
+    def value(n, k):
+        v = scores[n].get(k, math.nan)
+        return -math.inf if v is None or math.isnan(v) else v
+
+    return max(names, key=lambda n: (value(n, key), value(n, tie_break), -names.index(n)))
 
 
 # -------------------------------------------------------------------------------------------- reading
