@@ -1,0 +1,186 @@
+"""Label-free candidate scores (ads_synth.segmentation.label_free): statistics of known rings, a known-good
+candidate ranked above known-bad ones (synthetic and real SEM labels), the choice, the ranking study."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ads_synth.segmentation import label_free as lf
+
+
+def rings(shape=(256, 256), radius=9, g=0.6, spacing=None, jitter=0, seed=0):
+    """Label map of a grid of fibres: axon discs of ``radius`` px inside myelin rings of outer radius radius/g."""
+    rng = np.random.default_rng(seed)
+    outer = radius / g
+    spacing = spacing or int(2 * outer + 6)
+    lm = np.zeros(shape, np.uint8)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for cy in range(spacing // 2, shape[0] - spacing // 2 + 1, spacing):
+        for cx in range(spacing // 2, shape[1] - spacing // 2 + 1, spacing):
+            r = radius + (rng.integers(-jitter, jitter + 1) if jitter else 0)
+            d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+            lm[d2 <= (r / g) ** 2] = lf.MYELIN
+            lm[d2 <= r ** 2] = lf.AXON
+    return lm
+
+
+def bad_candidates(good, seed=0):
+    """Known-bad versions of ``good``: heavily eroded myelin, shuffled tiles, blank, noise."""
+    from skimage.morphology import disk, binary_erosion
+
+    rng = np.random.default_rng(seed)
+    eroded = good.copy()
+    myelin = good == lf.MYELIN
+    eroded[myelin & ~binary_erosion(myelin, disk(3))] = lf.BACKGROUND
+    axon = good == lf.AXON
+    eroded[axon & ~binary_erosion(axon, disk(3))] = lf.BACKGROUND
+    h, w = good.shape
+    t = 32
+    tiles = [good[i:i + t, j:j + t] for i in range(0, h - h % t, t) for j in range(0, w - w % t, t)]
+    order = rng.permutation(len(tiles))
+    shuffled = good.copy()
+    k = 0
+    for i in range(0, h - h % t, t):
+        for j in range(0, w - w % t, t):
+            shuffled[i:i + t, j:j + t] = np.rot90(tiles[order[k]], k=int(rng.integers(4)))
+            k += 1
+    blank = np.zeros_like(good)
+    noise = rng.integers(0, 3, size=good.shape).astype(np.uint8)
+    return {"eroded": eroded, "shuffled": shuffled, "blank": blank, "noise": noise}
+
+
+def near_copy(good, shift=1, axis=1):
+    """A decent other candidate: ``good`` shifted by ``shift`` pixels (as another model would err slightly)."""
+    return np.roll(good, shift, axis=axis)
+
+
+def decent_pool(good, shift=1):
+    """Three decent candidates around ``good`` (shifted each way): the pool of working candidates agreement needs."""
+    return {"right": near_copy(good, shift), "left": near_copy(good, -shift), "down": near_copy(good, shift, 0)}
+
+
+def _items(maps):
+    return {name: [{"label_map": lm, "confidence": None}] for name, lm in maps.items()}
+
+
+def test_label_statistics_of_rings_of_known_g_ratio_and_size():
+    lm = rings(radius=10, g=0.6)
+    stats = lf.label_statistics([lm, rings(radius=10, g=0.6, seed=1)], pixel_size=0.1)
+    assert stats["n_images"] == 2
+    assert stats["n_fibres"] == 2 * 36
+    assert abs(stats["g_ratio_median"] - 0.6) < 0.02
+    assert abs(stats["axon_diameter_median"] - 2.0) < 0.05  # 20 px at 0.1 um
+    assert stats["axon_enclosed"] == pytest.approx(1.0)
+    assert stats["myelin_enclosing"] == pytest.approx(1.0)
+    assert stats["g_ratio_plausible"] == pytest.approx(1.0)
+    assert len(stats["g_ratio"]) == lf.N_QUANTILES
+    # in units of a working pixel size: the same fibres, in those pixels
+    at_work = lf.label_statistics([lm], pixel_size=0.1, unit_size=0.05)
+    assert abs(at_work["axon_diameter_median"] - 40.0) < 1.0
+    thick = lf.label_statistics([rings(radius=8, g=0.3)], pixel_size=None)
+    assert abs(thick["g_ratio_median"] - 0.3) < 0.03
+    assert thick["g_ratio_plausible"] == 0.0  # below 0.4
+    assert thick["unit_um"] is None
+
+
+def test_known_good_rings_rank_above_known_bad_candidates_and_are_chosen():
+    good = rings(shape=(256, 256), radius=9, g=0.6, jitter=2)
+    maps = {"good": good, **decent_pool(good), **bad_candidates(good)}
+    reference = lf.label_statistics([rings(radius=9, g=0.6, seed=3, jitter=2)], pixel_size=0.1)
+    scores = lf.score_candidates(_items(maps), pixel_size=0.1, reference=reference)
+    assert set(scores) == set(maps)
+    for name in ("eroded", "shuffled", "blank", "noise"):
+        assert scores["good"]["score"] > scores[name]["score"], (name, scores[name])
+        for key in ("axon_enclosed", "g_ratio_plausible", "g_ratio_match"):
+            assert scores["good"][key] > scores[name][key], (name, key)
+    assert math.isnan(scores["good"]["confidence"])  # no confidence given
+    assert lf.choose_candidate(scores) == "good"
+    assert lf.choose_candidate(scores, eligible=["eroded", "good", "noise"]) == "good"
+    assert lf.choose_candidate(scores, eligible=["blank", "noise", "eroded"]) != "blank"
+    # the morphological scores alone also single out the broken candidates
+    morph = lf.combine_ranks({n: dict(v) for n, v in scores.items()}, lf.MORPHOLOGY_SCORES)
+    assert all(morph["good"]["score"] > morph[n]["score"] for n in ("eroded", "shuffled", "blank", "noise"))
+
+
+def test_agreement_is_leave_one_out_dice_with_the_majority():
+    a = rings(shape=(128, 128), radius=8)
+    maps = {"a": a, "b": a.copy(), "c": a.copy(), "odd": np.zeros_like(a)}
+    agree = lf.agreement_scores(maps)
+    assert agree["a"] == pytest.approx(1.0) and agree["b"] == pytest.approx(1.0)
+    assert agree["odd"] == pytest.approx(0.0)
+    assert math.isnan(lf.agreement_scores({"alone": a})["alone"])
+
+
+def test_agreement_and_confidence_break_ties_and_a_broken_majority_outvotes_a_good_candidate():
+    a = rings(shape=(128, 128), radius=8)
+    scores = {"x": {"score": 0.5, "agreement": 0.7}, "y": {"score": 0.5, "agreement": 0.9}}
+    assert lf.choose_candidate(scores) == "y"
+    # the documented limit of agreement: three identical broken candidates outvote one good one
+    maps = {"good": a, "b1": np.zeros_like(a), "b2": np.zeros_like(a), "b3": np.zeros_like(a)}
+    assert lf.agreement_scores(maps)["good"] < lf.agreement_scores(maps)["b1"]
+
+
+def test_confidence_counts_and_bad_input_is_refused():
+    a = rings(shape=(128, 128), radius=8)
+    items = {"sure": [{"label_map": a, "confidence": np.full(a.shape, 0.9, np.float32)}],
+             "unsure": [{"label_map": a, "confidence": np.full(a.shape, 0.4, np.float32)}]}
+    scores = lf.score_candidates(items, combined=("confidence",))
+    assert scores["sure"]["confidence"] == pytest.approx(0.9)
+    assert scores["sure"]["score"] == 1.0 and scores["unsure"]["score"] == 0.0
+    assert lf.choose_candidate(scores) == "sure"
+    with pytest.raises(ValueError, match="same non-zero number"):
+        lf.score_candidates({"x": [items["sure"][0]], "y": []})
+    with pytest.raises(ValueError, match="differ in shape"):
+        lf.score_candidates({"x": [{"label_map": a}], "y": [{"label_map": a[:64]}]})
+    with pytest.raises(ValueError, match="no eligible"):
+        lf.choose_candidate(scores, eligible=["missing"])
+
+
+def test_ranking_study_reports_spearman_and_dice_lost():
+    scores = {"a": {"s": 3.0}, "b": {"s": 2.0}, "c": {"s": 1.0}}
+    lf.combine_ranks(scores, ("s",))
+    right = lf.ranking_study(scores, {"a": 0.8, "b": 0.7, "c": 0.1}, score_names=["s", "score"])
+    assert right["s"]["spearman"] == pytest.approx(1.0) and right["s"]["dice_lost"] == 0.0
+    wrong = lf.ranking_study(scores, {"a": 0.1, "b": 0.7, "c": 0.8}, score_names=["s"])
+    assert wrong["s"]["spearman"] == pytest.approx(-1.0)
+    assert wrong["s"]["chosen"] == "a" and wrong["s"]["dice_lost"] == pytest.approx(0.7)
+
+
+def test_manual_sem_labels_rank_above_known_bad_candidates(shared_data):
+    """Real data: the manual labels of one SEM image (as a candidate; evaluation data, never training) beat
+    damaged versions of themselves, with L's (TEM) label statistics as the reference."""
+    from ads_synth.data.datasets import find_samples, load_label_map
+
+    sample = [s for s in find_samples(shared_data / "sem-dev", require_labels=True) if "rat8" in s.name][0]
+    good = load_label_map(sample)[300:684, 400:784]
+    tem = [s for s in find_samples(shared_data / "tem-srf", require_labels=True)][:2]
+    # L at its working grid (0.0193 um) against U at its own (0.0965 um): the shipped TEM2SEM scale
+    reference = lf.label_statistics([load_label_map(s) for s in tem], [s.pixel_size for s in tem],
+                                    unit_size=0.0193)
+    maps = {"manual": good, **decent_pool(good, 2), **bad_candidates(good)}
+    scores = lf.score_candidates(_items(maps), pixel_size=sample.pixel_size, reference=reference, unit_size=0.0965)
+    for name in ("eroded", "shuffled", "blank", "noise"):
+        assert scores["manual"]["score"] > scores[name]["score"], (name, scores)
+    assert lf.choose_candidate(scores) == "manual"
+    for key in ("axon_enclosed", "myelin_enclosing"):
+        assert all(scores["manual"][key] > scores[n][key] for n in ("shuffled", "blank", "noise")), key
+
+
+def test_candidates_are_read_back_from_the_files_a_strategy_writes(tmp_path):
+    from ads_synth.data.writers import write_ads_segmentation, write_float_tiff, write_image
+
+    image = tmp_path / "img.png"
+    good = rings(shape=(96, 96), radius=6)
+    write_image(image, np.full(good.shape, 128, np.uint8))
+    for name in ("a", "b"):
+        write_ads_segmentation(good, image, out_dir=tmp_path / name)
+    write_image(tmp_path / "a" / "img_seg-confidence.png", np.full(good.shape, 255, np.uint8))
+    write_float_tiff(tmp_path / "b" / "img_seg-confidence.tif", np.full(good.shape, 0.25, np.float32))
+    items = lf.load_candidates({"a": tmp_path / "a", "b": tmp_path / "b"}, [image])
+    assert np.array_equal(items["a"][0]["label_map"], good) and np.array_equal(items["b"][0]["label_map"], good)
+    assert items["a"][0]["confidence"].mean() == pytest.approx(1.0)
+    assert items["b"][0]["confidence"].mean() == pytest.approx(0.25)
+    assert lf.read_candidate(tmp_path / "missing", image) is None
+    with pytest.raises(FileNotFoundError, match="candidate c"):
+        lf.load_candidates({"c": tmp_path / "missing"}, [image])
