@@ -55,6 +55,8 @@ ENV_VAR = "ADS_SYNTH_MODELS"
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Prefix of a card's folder name among AxonDeepSeg's models.
 ADS_PREFIX = "model_seg_pseudo_"
+#: ``--pseudo auto``: the card of a pair that records a label-free choice of its path (:attr:`ModelCard.auto`).
+AUTO = "auto"
 #: Marker file written into a model folder that ads-synth installed into AxonDeepSeg/models.
 ADS_MARKER = ".ads_synth_card"
 
@@ -124,6 +126,13 @@ class ModelCard:
     def segments_target(self) -> bool:
         """True when the nnU-Net segments target images directly (tutor, proxy): AxonDeepSeg can run it alone."""
         return get_strategy(self.strategy, shippable=True).segments_target
+
+    @property
+    def auto(self) -> dict | None:
+        """The label-free choice a card made by ``ads-synth family train`` records (``<PAIR>_auto``): which path
+        was chosen and the scores that chose it; None for the cards of one path."""
+        value = self.entry.get(AUTO)
+        return value if isinstance(value, dict) else None
 
     @property
     def description(self) -> str:
@@ -313,12 +322,11 @@ def find_card(source, target, strategy, dirs=None) -> ModelCard:
     InputError naming the available pairs when there is none.
     """
     cards = list_cards(dirs)
+    auto = str(strategy) == AUTO
     for card in cards:
-        if (card.source.lower(), card.target.lower(), card.strategy) == (
-            str(source).lower(),
-            str(target).lower(),
-            str(strategy),
-        ):
+        if (card.source.lower(), card.target.lower()) != (str(source).lower(), str(target).lower()):
+            continue
+        if (card.auto is not None) == auto and (auto or card.strategy == str(strategy)):
             return card
     raise InputError(
         f"no pseudo-label model for {source} -> {target} ({strategy}); available: {_describe(cards)}; "
@@ -693,6 +701,7 @@ def install_archive(archive, dest=None, overwrite=False) -> list:
             else:
                 moves.append((card.path, existing))
             moves.extend((card.file_path(rel), dest / rel) for rel in card.files)
+        moves = list(dict((target, (src, target)) for src, target in moves).values())  # cards may share files
         for src, target in moves:
             if target.exists() and not overwrite and sha256_file(target) != sha256_file(src):
                 raise InputError(

@@ -53,6 +53,12 @@ def run_show(args):
     missing = card.missing_files()
     print(f"# files:         {'all present' if not missing else f'{len(missing)} missing, e.g. {missing[0]}'}")
     print(f"# ADS model:     {_ads_status(card)}")
+    if card.auto is not None:
+        chosen = card.auto.get("chosen")
+        print(f"# --pseudo auto: {chosen}, chosen without labels among {', '.join(card.auto.get('among', []))}")
+        for name, scores in sorted((card.auto.get("scores") or {}).items()):
+            mark = "*" if name == chosen else " "
+            print(f"#  {mark} {name:<10} " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())))
     return 0
 
 

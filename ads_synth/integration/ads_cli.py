@@ -51,8 +51,9 @@ def add_pseudo_arguments(parser, strategy_flags=("--pseudo",), modality_flags=("
         help="modality of the images, the unlabeled one (e.g. SEM)",
     )
     required.add_argument(
-        *strategy_flags, dest="strategy", required=True, choices=[s.name for s in shippable],
-        help="; ".join(f"{s.name}: {s.title}" for s in shippable),
+        *strategy_flags, dest="strategy", required=True, choices=[s.name for s in shippable] + ["auto"],
+        help="; ".join(f"{s.name}: {s.title}" for s in shippable)
+        + "; auto: the path the family's label-free selection chose (ads-synth models show <PAIR>_auto)",
     )
     parser.add_argument(
         "-s", "--source", default="TEM", metavar="MODALITY",

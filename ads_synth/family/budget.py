@@ -1,0 +1,116 @@
+"""The time budget of ``ads-synth family train`` turned into training steps and epochs.
+
+The cost model holds seconds per unit of work for each device kind, measured on the project's 2-core CPU (one
+torch thread per process; docs/results.md) and, for CUDA, conservative estimates. A plan gives each training phase
+a share of the budget after the fixed costs (planning, inference) are set aside; every count has a floor so a very
+small budget still trains something, and explicit overrides (``--steps``, ``--epochs``) win over the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+#: Seconds per unit, per device kind. ``translation_step``: one SynDiff step of the compact preset (batch 4,
+#: 128 px tiles); ``nnunet_iteration``: one compact nnU-Net iteration (patch 128, batch 4); ``inference_mpx``:
+#: one strategy's 2-fold prediction per Mpx of image on the model's grid; ``nnunet_setup``: fingerprint, plan and
+#: preprocess one dataset.
+COSTS = {
+    "cpu": {"translation_step": 2.3, "nnunet_iteration": 0.30, "inference_mpx": 10.0, "nnunet_setup": 35.0},
+    "cuda": {"translation_step": 0.12, "nnunet_iteration": 0.05, "inference_mpx": 1.0, "nnunet_setup": 25.0},
+}
+
+#: Share of the training time left after the fixed costs: translation, the two teachers (tutor, L), the proxy.
+SHARES = {"translation": 0.45, "teachers": 0.35, "proxy": 0.20}
+
+#: nnU-Net iterations per epoch in the plan (epochs scale with the budget).
+ITERATIONS_PER_EPOCH = 50
+
+#: Floors, so that even a tiny budget trains something.
+MIN_STEPS = 20
+MIN_EPOCHS = 1
+
+DEFAULT_BUDGET_MINUTES = 45.0
+
+
+@dataclass
+class Plan:
+    """Steps and epochs for one family run (recorded in the state file, so a resumed run keeps them).
+
+    Attributes
+    ----------
+    budget_s : float
+        The whole budget in seconds.
+    device : str
+        ``cpu`` or ``cuda``: the cost model used.
+    translation_steps : int
+    teacher_epochs, proxy_epochs, iterations : int
+        nnU-Net schedule of the teachers and of the proxy (``iterations`` per epoch).
+    estimates_s : dict
+        Estimated seconds per phase.
+    """
+
+    budget_s: float
+    device: str
+    translation_steps: int
+    teacher_epochs: int
+    proxy_epochs: int
+    iterations: int
+    estimates_s: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data) -> "Plan":
+        return cls(**data)
+
+
+def device_kind(device) -> str:
+    """``cuda`` for a CUDA device (string or torch.device), else ``cpu``."""
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def make_plan(budget_minutes, *, device="cpu", n_folds=2, inference_mpx=0.0, steps=None, epochs=None,
+              proxy_epochs=None, iterations=None) -> Plan:
+    """Split ``budget_minutes`` between the phases.
+
+    Parameters
+    ----------
+    budget_minutes : float
+        Wall time for the whole run.
+    device : str
+        Device the run trains on (``cpu``, ``cuda``, ``cuda:N``).
+    n_folds : int
+        nnU-Net folds per model.
+    inference_mpx : float
+        Megapixels predicted in all (every strategy, on the models' grids), set aside first.
+    steps, epochs, proxy_epochs, iterations : int, optional
+        Explicit counts (they replace the planned ones).
+
+    Returns
+    -------
+    Plan
+    """
+    kind = device_kind(device)
+    cost = COSTS[kind]
+    budget = float(budget_minutes) * 60.0
+    iterations = int(iterations or ITERATIONS_PER_EPOCH)
+    fixed = 3 * cost["nnunet_setup"] + inference_mpx * cost["inference_mpx"] + 30.0
+    train = max(budget - fixed, 0.1 * budget)
+    t_steps = int(steps) if steps else max(MIN_STEPS, int(train * SHARES["translation"] / cost["translation_step"]))
+    per_epoch = iterations * cost["nnunet_iteration"]
+    # the teachers are two models (tutor, L) of n_folds folds each; the proxy one model of n_folds folds
+    teacher = int(epochs) if epochs else max(MIN_EPOCHS, int(train * SHARES["teachers"] / (2 * n_folds * per_epoch)))
+    proxy = int(proxy_epochs) if proxy_epochs else (
+        int(epochs) if epochs else max(MIN_EPOCHS, int(train * SHARES["proxy"] / (n_folds * per_epoch))))
+    estimates = {
+        "scale": 10.0,
+        "translation": t_steps * cost["translation_step"],
+        "teachers": 2 * cost["nnunet_setup"] + 2 * n_folds * teacher * per_epoch,
+        "candidates": inference_mpx * cost["inference_mpx"] * 0.6,
+        "proxy": cost["nnunet_setup"] + n_folds * proxy * per_epoch + inference_mpx * cost["inference_mpx"] * 0.4,
+        "family": 15.0,
+        "report": 15.0,
+    }
+    return Plan(budget_s=budget, device=kind, translation_steps=t_steps, teacher_epochs=teacher,
+                proxy_epochs=proxy, iterations=iterations, estimates_s=estimates)

@@ -1,0 +1,127 @@
+"""The ``family`` phase: the model cards of a family run in ``OUT/family/``, and their installation.
+
+One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``) made by
+:func:`ads_synth_models.cards.create_card` (files copied as float16 inference checkpoints, sha256 listed), and
+``<PAIR>_auto``: the path chosen without labels, sharing that card's files, with an ``auto`` block holding the
+label-free scores that chose it (``ads-synth models show`` prints it). The cards are then packed into one archive
+and installed as ``ads-synth models install --archive`` does, into the first ``$ADS_SYNTH_MODELS`` folder, else
+the package's folder, so that ``axondeepseg -t TARGET --pseudo auto`` works at once, offline.
+"""
+
+from __future__ import annotations
+
+import shlex
+import zipfile
+from pathlib import Path
+
+from ads_synth.atomic import atomic_write
+
+AUTO = "auto"
+
+
+def _command(run) -> str:
+    opts = run.opts
+    words = ["ads-synth", "family", "train", "--unlabeled", *run.unlabeled_paths, "--target", opts.target,
+             "-o", str(opts.out)]
+    if opts.labeled:
+        words += ["--labeled", *run.labeled_paths, "--source", opts.source]
+    words += ["--time-budget", f"{opts.time_budget:g}"]
+    if opts.scale != "auto":
+        words += ["--scale", f"{opts.scale:g}"]
+    for flag, value, default in (("--preset", opts.preset, "compact"), ("--patch", opts.patch, 128),
+                                 ("--steps", opts.steps, None), ("--epochs", opts.epochs, None),
+                                 ("--proxy-epochs", opts.proxy_epochs, None),
+                                 ("--iterations", opts.iterations, None)):
+        if value is not None and value != default:
+            words += [flag, str(value)]
+    if list(opts.folds) != [0, 1]:
+        words += ["--folds", *map(str, opts.folds)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _training(run, strategy) -> dict:
+    state = run.state
+    times = {name: round(state.seconds(name), 1) for name in state.data["phases"]}
+    translation = state.result("translation")
+    scale = state.result("scale")
+    epochs = state.result("proxy")["epochs"] if strategy == "proxy" else state.result("teachers")["epochs"]
+    return {
+        "how": "ads-synth family train (every choice from the data; no label of the new modality read)",
+        "command": _command(run),
+        "hardware": f"{run.device.type}",
+        "scale": {k: scale.get(k) for k in ("scale", "low", "high", "method")},
+        "translation": {"preset": run.opts.preset, "steps": translation["steps"], "tile": translation["tile"]},
+        "nnunet": {"configuration": "2d_compact", "patch": run.opts.patch, "folds": list(run.opts.folds),
+                   "epochs": epochs, "iterations_per_epoch": run.plan.iterations},
+        "teacher": state.result("proxy")["teacher"] if strategy == "proxy" else None,
+        "wall_time_s": times,
+        "data": {"labeled": state.config["labeled"], "unlabeled": state.config["unlabeled"]},
+    }
+
+
+def _scores(run, strategy) -> dict:
+    scores = run.state.result("proxy")["scores"].get(strategy, {})
+    return {"label_free": {k: round(v, 4) for k, v in scores.items()},
+            "note": "label-free scores on crops of the unlabeled images (no manual label exists)"}
+
+
+def write_family(run) -> dict:
+    """Write (and install) the family's cards; return ``{"cards": [...], "auto": strategy, "installed": dir}``."""
+    from ads_synth_models import cards
+
+    opts = run.opts
+    state = run.state
+    dest = run.out / "family"
+    translation = run._abs(state.result("translation")["model"])
+    teachers = state.result("teachers")
+    folders = {"tutor": teachers["tutor"], "adapt": teachers["L"], "proxy": state.result("proxy")["model"]}
+    pixel_sizes = [px for _, px in run.u_jobs]
+    made = {}
+    for strategy, rel in folders.items():
+        made[strategy] = cards.create_card(
+            dest, source=opts.source, target=opts.target, strategy=strategy, translation=translation,
+            nnunet=run._abs(rel), pixel_size=(min(pixel_sizes), max(pixel_sizes)), folds=list(map(str, opts.folds)),
+            training_data=f"Labeled {opts.source}: {state.config['labeled']['n_images']} images; unlabeled "
+                          f"{opts.target}: {state.config['unlabeled']['n_images']} images (never labeled).",
+            training=_training(run, strategy), scores=_scores(run, strategy), overwrite=True)
+    auto = state.result("proxy")["auto"]
+    chosen = made[auto]
+    name = f"{opts.pair}_{AUTO}"
+    entry = dict(chosen.entry)
+    entry["full_name"] = cards.ADS_PREFIX + name
+    entry["model-info"] = (f"The {opts.source}->{opts.target} path chosen without labels ({auto}); "
+                           + str(chosen.entry.get("model-info", "")))
+    entry[AUTO] = {"chosen": auto, "among": sorted(made),
+                   "method": "label-free scores of each path's pseudo labels on crops of the unlabeled images "
+                             "(ads_synth.segmentation.label_free); the best shippable one",
+                   "scores": {s: {k: round(v, 4) for k, v in sc.items()}
+                              for s, sc in state.result("proxy")["scores"].items()}}
+    cards.write_card(dest / f"{name}.yaml", name, entry)
+    family = [cards.load_card(dest / f"{c.name}.yaml") for c in made.values()]
+    family.append(cards.load_card(dest / f"{name}.yaml"))
+    installed = None
+    if opts.register:
+        installed = install_family(family, run.work / f"{opts.pair}.zip", overwrite=True)
+    return {"cards": [c.name for c in family], "auto": auto, "folder": run._rel(dest),
+            "installed": str(installed) if installed else None}
+
+
+def install_family(family, archive, overwrite=False) -> Path:
+    """Pack the cards ``family`` (one folder) into ``archive`` and install it; return the install folder."""
+    from ads_synth_models import cards
+
+    files = {}
+    for card in family:
+        files[card.path.name] = card.path
+        files.update({rel: card.file_path(rel) for rel in card.files})
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for rel, path in files.items():
+                zf.write(path, rel)
+
+    Path(archive).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(archive, write)
+    dest = cards.default_install_dir()
+    cards.install_archive(archive, dest, overwrite=overwrite)
+    return dest

@@ -1,0 +1,386 @@
+"""``ads-synth family train``: every phase from unlabeled images of a new modality to an installed family.
+
+Phases (each one's result is recorded in ``OUT/family_state.json`` when it ends, so a killed run continues with
+the phase it was in; the training inside a phase resumes from its own checkpoints):
+
+1. ``scale``: the L -> U scale factor from fibre sizes (L's labels, U's images), unless ``--scale`` gives one.
+2. ``translation``: SynDiff between L and U (``OUT/work/translation``), its best model, and its non-diffusive
+   half exported as a second translator (``OUT/work/translation_nd``).
+3. ``teachers``: the tutorship model (nnU-Net on L translated into U's look) and the L model (nnU-Net on L).
+4. ``candidates``: pseudo labels of every candidate path on up to :data:`~ads_synth.family.options.SCORING_IMAGES`
+   crops of U images: tutor, adapt (diffusive and non-diffusive translation), their pooled ``combined``, and the
+   no-translation baselines direct, invert and histmatch.
+5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
+6. ``proxy``: the teacher's pseudo labels on every U image, a proxy nnU-Net self-trained on their confident part
+   (plus L translated into U's look), scored like the candidates; ``auto`` = the best shippable path.
+7. ``family``: the cards (tutor, adapt, proxy, auto) and their files in ``OUT/family/``, installed.
+8. ``report``: ``OUT/report.md`` and its figures.
+
+U's labels are never read: every choice is made from the data (:mod:`ads_synth.segmentation.label_free`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ads_synth.errors import InputError
+from ads_synth.family.budget import make_plan, Plan
+from ads_synth.family.options import SCORING_CROP, SCORING_IMAGES, FamilyOptions, check_images, check_name_free, \
+    check_options, labeled_inputs
+from ads_synth.family.state import FamilyState, PhaseRunner, data_fingerprint
+
+PHASES = ("scale", "translation", "teachers", "candidates", "choice", "proxy", "family", "report")
+#: Candidates segmented in the ``candidates`` phase with the diffusive translator (``combined`` is pooled).
+CANDIDATES = ("tutor", "adapt", "direct", "invert", "histmatch")
+#: The candidate adapting with SynDiff's non-diffusive generator (the CycleGAN half).
+ADAPT_ND = "adapt_nd"
+#: Paths a card can ship (``auto`` is chosen among them).
+SHIPPABLE = ("tutor", "adapt", "proxy")
+
+
+def _warn(message):
+    print(f"ads-synth family: warning: {message}", file=sys.stderr, flush=True)
+
+
+class FamilyRun:
+    """One run of ``ads-synth family train`` (see the module docstring); :meth:`run` does everything."""
+
+    def __init__(self, opts: FamilyOptions):
+        self.opts = check_options(opts)
+        self.out = Path(self.opts.out).resolve()
+        self.work = self.out / "work"
+        self.progress = self.opts.verbose > 0
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+    def _read_inputs(self):
+        from ads_synth.data.datasets import find_samples
+        from ads_synth.segmentation.model_building import check_labeled
+        from ads_synth.segmentation.pseudo import _samples
+
+        self.labeled_paths = labeled_inputs(self.opts)
+        labeled = [s for p in self.labeled_paths for s in find_samples(p, require_labels=True)]
+        self.labeled = check_labeled(labeled)
+        check_images(self.labeled, "labeled")
+        self.unlabeled_paths = [str(Path(p)) for p in self.opts.unlabeled]
+        if not self.unlabeled_paths:
+            raise InputError("--unlabeled: give the images of the new modality (files, folders or a dataset).")
+        self.u_jobs = _samples(self.unlabeled_paths, self.opts.pixel_size)  # [(Sample, pixel size)]
+        check_images([s for s, _ in self.u_jobs], "new")
+        labeled_names = {s.name for s in self.labeled}
+        clash = [s.name for s, _ in self.u_jobs if s.name in labeled_names]
+        if clash:
+            raise InputError(f"{clash[0]}: an unlabeled image has the name of a labeled one; rename it.")
+
+    def _config(self):
+        config = self.opts.fingerprint()
+        config["labeled"] = data_fingerprint(self.labeled)
+        unlabeled = [type(s)(name=s.name, image=s.image, pixel_size=px, labels={}) for s, px in self.u_jobs]
+        config["unlabeled"] = data_fingerprint(unlabeled)  # U's labels are never read, not even to checksum them
+        return config
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Run (or continue) every phase; return the ``family`` phase's result (cards, ``auto``)."""
+        from ads_synth.device import resolve_device
+
+        self._read_inputs()
+        resuming = (self.out / "family_state.json").is_file() and not self.opts.overwrite
+        check_name_free(self.opts, resuming)
+        self.device = resolve_device(self.opts.device)
+        self.state = FamilyState.open(self.out, self._config(), resume=self.opts.resume,
+                                      overwrite=self.opts.overwrite, warn=_warn)
+        plan = self.state.get("plan")
+        if plan is None:
+            plan = make_plan(self.opts.time_budget, device=str(self.device), n_folds=len(self.opts.folds),
+                             inference_mpx=self._inference_mpx(), steps=self.opts.steps, epochs=self.opts.epochs,
+                             proxy_epochs=self.opts.proxy_epochs, iterations=self.opts.iterations).to_dict()
+            self.state.set("plan", plan)
+        self.plan = Plan.from_dict(plan)
+        runner = PhaseRunner(self.state, PHASES, self.plan.estimates_s, verbose=self.opts.verbose)
+        runner.say(f"{self.opts.pair}: {len(self.labeled)} labeled {self.opts.source} images, {len(self.u_jobs)} "
+                   f"{self.opts.target} images; budget {self.opts.time_budget:g} min on {self.device.type} "
+                   f"(translation {self.plan.translation_steps} steps, nnU-Net {self.plan.teacher_epochs} / "
+                   f"{self.plan.proxy_epochs} epochs of {self.plan.iterations} iterations)")
+        for name in PHASES:
+            runner.run(name, getattr(self, f"_phase_{name}"))
+        family = self.state.result("family")
+        runner.say(f"family {self.opts.pair} ready: {', '.join(family['cards'])}; auto = {family['auto']}; "
+                   f"report: {self.out / 'report.md'}")
+        return family
+
+    def _inference_mpx(self):
+        """Megapixels predicted by the candidates and the proxy, for the plan."""
+        from ads_synth.data.images import image_shape
+
+        sizes = [np.prod(image_shape(s.image)) / 1e6 for s, _ in self.u_jobs]
+        crops = sum(min(m, SCORING_CROP * SCORING_CROP / 1e6) for m in sizes[:SCORING_IMAGES])
+        return crops * (len(CANDIDATES) + 2) + 3 * sum(sizes)
+
+    def _rel(self, path):
+        return Path(path).resolve().relative_to(self.out).as_posix()
+
+    def _abs(self, rel):
+        return self.out / rel
+
+    def _settings(self, epochs):
+        from ads_synth.segmentation.model_building import TrainSettings
+
+        return TrainSettings(folds=list(self.opts.folds), trainer="compact", patch_size=self.opts.patch,
+                             batch_size=4, epochs=epochs, iterations=self.plan.iterations,
+                             val_iterations=max(1, self.plan.iterations // 5), device=str(self.device),
+                             num_processes=1, progress=self.progress).check()
+
+    # -- 1. scale ----------------------------------------------------------------------------------------------
+    def _phase_scale(self):
+        if self.opts.scale != "auto":
+            return {"scale": float(self.opts.scale), "method": "given (--scale)", "low": None, "high": None}
+        from ads_synth.family.scale import estimate
+
+        return estimate(self.labeled, self.u_jobs)
+
+    # -- 2. translation ----------------------------------------------------------------------------------------
+    def _translation_tile(self, scale):
+        """The preset's training tile, smaller when the images are smaller than it on their working grids."""
+        from ads_synth.translation.config import get_preset
+        from ads_synth.data.images import image_shape
+
+        preset = get_preset(self.opts.preset)
+        multiple = preset.training_size_multiple
+        p_u = float(np.median([px for _, px in self.u_jobs]))
+        p_l = p_u / scale
+        sides = [min(image_shape(s.image)) * s.pixel_size / p_l for s in self.labeled]
+        sides += [min(image_shape(s.image)) * px / p_u for s, px in self.u_jobs]
+        fit = int(min(np.percentile(sides, 25), preset.image_size)) // multiple * multiple
+        return max(multiple, min(fit, preset.image_size))
+
+    def _phase_translation(self):
+        from ads_synth.translation.formats import CONFIG_NAME, run_model_dir
+        from ads_synth.translation.nondiffusive import export_nondiffusive
+        from ads_synth.translation.trainer import TrainOptions, train
+
+        scale = float(self.state.result("scale")["scale"])
+        run = self.work / "translation"
+        steps = self.plan.translation_steps
+        opts = TrainOptions(source=self.labeled_paths, target=self.unlabeled_paths, out=str(run),
+                            preset=self.opts.preset, scale=scale, steps=steps,
+                            checkpoint_every=max(5, steps // 10), eval_every=max(5, steps // 5),
+                            tile=self._translation_tile(scale), target_pixel_size=self.opts.pixel_size,
+                            source_name=self.opts.source, target_name=self.opts.target, eval_tiles=4,
+                            device=str(self.device), progress=self.progress)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        train(opts, resume=(run / CONFIG_NAME).is_file())
+        model = run_model_dir(run)
+        if model is None:
+            raise InputError(f"{run}: translation training wrote no model; rerun the same command to continue.")
+        nd = export_nondiffusive(run, self.work / "translation_nd", overwrite=True)
+        return {"run": self._rel(run), "model": self._rel(model), "nondiffusive": self._rel(nd), "steps": steps,
+                "tile": opts.tile, "best": _best_score(run)}
+
+    def _translation_model(self, key="model"):
+        from ads_synth.translation.translate import load_translation_model
+
+        return load_translation_model(self._abs(self.state.result("translation")[key]), device=self.device)
+
+    # -- 3. teachers -------------------------------------------------------------------------------------------
+    def _phase_teachers(self):
+        from ads_synth.data.images import read_image
+        from ads_synth.data.intensity import REFERENCE_FILE, intensity_quantiles, save_reference
+        from ads_synth.segmentation.model_building import train_labeled_model, train_tutor_model
+        from ads_synth.translation.translate import working_pixel_sizes
+
+        translation = self._abs(self.state.result("translation")["model"])
+        model = self._translation_model()
+        settings = self._settings(self.plan.teacher_epochs)
+        nnunet = self.work / "nnunet"
+        tutor = train_tutor_model(self.labeled, model, translation, self.work / "models" / "tutor", nnunet,
+                                  settings=settings)
+        l_px = working_pixel_sizes(model, str(translation))["L"]
+        l_dir = train_labeled_model(self.labeled_paths, self.work / "models" / "L", nnunet, pixel_size=l_px,
+                                    settings=settings, samples=self.labeled)
+        save_reference(l_dir / REFERENCE_FILE, intensity_quantiles(read_image(s.image) for s in self.labeled))
+        return {"tutor": self._rel(tutor), "L": self._rel(l_dir), "epochs": self.plan.teacher_epochs}
+
+    # -- 4. candidates -----------------------------------------------------------------------------------------
+    def _scoring_images(self):
+        """Up to SCORING_IMAGES U images, each cropped (centre) to at most SCORING_CROP a side, with pixel size."""
+        from ads_synth.data.images import read_image
+        from ads_synth.data.writers import write_image, write_pixel_size
+
+        folder = self.work / "scoring_images"
+        picks = self.u_jobs[:: max(1, len(self.u_jobs) // SCORING_IMAGES)][:SCORING_IMAGES]
+        out = []
+        for sample, px in picks:
+            sub = folder / sample.name
+            path = sub / f"{sample.name}.png"
+            if not path.is_file():
+                image = read_image(sample.image)
+                if image.dtype != np.uint8:
+                    from ads_synth.data.normalize import normalize
+
+                    x, _ = normalize(image)
+                    image = np.rint((x + 1) * 127.5).astype(np.uint8)
+                h, w = image.shape
+                y0, x0 = max(0, (h - SCORING_CROP) // 2), max(0, (w - SCORING_CROP) // 2)
+                sub.mkdir(parents=True, exist_ok=True)
+                write_pixel_size(sub, px, overwrite=True)
+                write_image(path, image[y0:y0 + SCORING_CROP, x0:x0 + SCORING_CROP], overwrite=True)
+            out.append(path)
+        return out
+
+    def _label(self, images, strategies, models, out_dirs, translation_model, reference=None):
+        """Pseudo-label ``images`` (paths) with ``models`` ({strategy: model folder}) into ``out_dirs``."""
+        from ads_synth.segmentation.pseudo import OutputOptions, _Job, _run_jobs, _samples, _segmentation
+
+        loaded, seg = {}, {}
+        for name in strategies:
+            folder = models[name]
+            if folder not in loaded:
+                loaded[folder] = _segmentation(folder, self.opts.folds, self.device, False, None)
+            seg[name] = loaded[folder]
+        jobs = [_Job(s, px, dict(out_dirs)) for s, px in _samples(images, None)]
+        return _run_jobs(jobs, seg, translation_model, OutputOptions(skip_existing=True), progress=self.progress,
+                         reference=reference)
+
+    def _reference(self):
+        from ads_synth.data.intensity import REFERENCE_FILE, load_reference
+
+        return load_reference(self._abs(self.state.result("teachers")["L"]) / REFERENCE_FILE)
+
+    def _phase_candidates(self):
+        teachers = self.state.result("teachers")
+        images = self._scoring_images()
+        labels = self.work / "candidates"
+        models = {"tutor": self._abs(teachers["tutor"])}
+        models.update({name: self._abs(teachers["L"]) for name in CANDIDATES if name != "tutor"})
+        dirs = {name: labels / name for name in CANDIDATES + ("combined",)}
+        self._label(images, CANDIDATES, models, dirs, self._translation_model(), reference=self._reference())
+        self._label(images, ["adapt"], {"adapt": self._abs(teachers["L"])}, {"adapt": labels / ADAPT_ND},
+                    self._translation_model("nondiffusive"))
+        names = list(CANDIDATES) + ["combined", ADAPT_ND]
+        return {"images": [self._rel(p) for p in images], "folders": {n: self._rel(labels / n) for n in names}}
+
+    # -- 5. choice ---------------------------------------------------------------------------------------------
+    def _read_candidates(self, folders, images):
+        from ads_synth.data.images import read_label
+        from ads_synth.data.writers import AXONMYELIN_SUFFIX
+        from ads_synth.segmentation.pseudo import CONFIDENCE_SUFFIX
+
+        out = {}
+        for name, rel in folders.items():
+            items = []
+            for image in images:
+                stem = Path(image).stem
+                both = read_label(self._abs(rel) / f"{stem}{AXONMYELIN_SUFFIX}")
+                label_map = np.zeros(both.shape, np.uint8)
+                label_map[(both > 64) & (both < 192)] = 1
+                label_map[both >= 192] = 2
+                conf = read_label(self._abs(rel) / f"{stem}{CONFIDENCE_SUFFIX}").astype(np.float32) / 255.0
+                items.append({"label_map": label_map, "confidence": conf})
+            out[name] = items
+        return out
+
+    def _l_statistics(self):
+        from ads_synth.data.datasets import load_label_map
+        from ads_synth.segmentation.label_free import label_statistics
+
+        samples = self.labeled[:8]
+        px = float(np.median([s.pixel_size for s in samples]))
+        return label_statistics([load_label_map(s) for s in samples], px)
+
+    def _score(self, folders):
+        from ads_synth.segmentation.label_free import score_candidates
+
+        cands = self.state.result("candidates")
+        images = [self._abs(p) for p in cands["images"]]
+        px = float(np.median([px for _, px in self.u_jobs]))
+        scores = score_candidates(self._read_candidates(folders, images), pixel_size=px,
+                                  reference=self._l_statistics())
+        return {name: {k: float(v) for k, v in s.items()} for name, s in scores.items()}
+
+    def _phase_choice(self):
+        from ads_synth.segmentation.label_free import choose_candidate
+
+        scores = self._score(self.state.result("candidates")["folders"])
+        teacher = choose_candidate(scores)
+        return {"scores": scores, "teacher": teacher}
+
+    # -- 6. proxy ----------------------------------------------------------------------------------------------
+    def _teacher_labels(self, teacher):
+        """The teacher's pseudo labels on every U image: ``[(Sample, px, axonmyelin path, confidence path)]``."""
+        from ads_synth.segmentation.pseudo import OutputOptions, output_paths
+        from ads_synth.segmentation.strategies import get_strategy
+
+        teachers = self.state.result("teachers")
+        folder = self.work / "teacher_labels"
+        if teacher == "combined":
+            names = list(get_strategy("combined").pooled_from)
+        else:
+            names = ["adapt" if teacher == ADAPT_ND else teacher]
+        models = {n: self._abs(teachers["tutor"] if get_strategy(n).segments_target else teachers["L"])
+                  for n in names}
+        dirs = {n: folder / n for n in names}
+        if teacher == "combined":
+            dirs["combined"] = folder / "combined"
+        key = "nondiffusive" if teacher == ADAPT_ND else "model"
+        self._label(self.unlabeled_paths, names, models, dirs, self._translation_model(key),
+                    reference=self._reference())
+        src = dirs["combined" if teacher == "combined" else names[0]]
+        items = []
+        for s, px in self.u_jobs:
+            paths = output_paths(s.image, src, [], OutputOptions())
+            items.append((s, px, paths["axonmyelin"], paths["confidence"]))
+        return items
+
+    def _phase_proxy(self):
+        from ads_synth.segmentation.model_building import train_proxy_model
+
+        teacher = self.state.result("choice")["teacher"]
+        items = self._teacher_labels(teacher)
+        translation = self._abs(self.state.result("translation")["model"])
+        proxy = train_proxy_model(items, self.labeled, self._translation_model(), translation,
+                                  self.work / "models" / "proxy", self.work / "nnunet",
+                                  settings=self._settings(self.plan.proxy_epochs))
+        cands = self.state.result("candidates")
+        images = [self._abs(p) for p in cands["images"]]
+        folder = self.work / "candidates" / "proxy"
+        self._label(images, ["proxy"], {"proxy": proxy}, {"proxy": folder}, None)
+        folders = dict(cands["folders"], proxy=self._rel(folder))
+        scores = self._score(folders)
+        from ads_synth.segmentation.label_free import choose_candidate
+
+        auto = choose_candidate(scores, eligible=SHIPPABLE)
+        return {"model": self._rel(proxy), "teacher": teacher, "epochs": self.plan.proxy_epochs,
+                "scores": scores, "auto": auto}
+
+    # -- 7. family ---------------------------------------------------------------------------------------------
+    def _phase_family(self):
+        from ads_synth.family.cards import write_family
+
+        return write_family(self)
+
+    # -- 8. report ---------------------------------------------------------------------------------------------
+    def _phase_report(self):
+        from ads_synth.family.report import write_report
+
+        return {"report": self._rel(write_report(self))}
+
+
+def _best_score(run):
+    """The run's best mean cycle score, as recorded beside ``best/`` (None when absent)."""
+    for name in ("best/score.json", "best_score.json"):
+        path = Path(run) / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                return None
+    return None
+
+
+def train_family(opts: FamilyOptions) -> dict:
+    """Run ``ads-synth family train`` (see the module docstring); return the family phase's result."""
+    return FamilyRun(opts).run()

@@ -1,0 +1,218 @@
+"""``ads-synth family train``: bad input before anything is written, the budget plan, the state file, and one real
+run end to end on bundled data (tiny presets), killed with SIGKILL mid-run and continued by the same command."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ads_synth.cli import main
+from ads_synth.errors import InputError
+from ads_synth.family.budget import make_plan
+from ads_synth.family.state import STATE_FILE, FamilyState
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png"
+TINY = ["--preset", "tiny", "--steps", "6", "--epochs", "1", "--iterations", "2", "--patch", "64", "--folds", "0",
+        "--time-budget", "5"]
+
+
+def _unlabeled(folder, n=2, side=320):
+    """``n`` crops of the bundled demo SEM image, each in its own folder with its pixel size."""
+    image = np.array(Image.open(DEMO).convert("L"))
+    out = []
+    for i in range(n):
+        sub = folder / f"sem{i}"
+        sub.mkdir(parents=True)
+        y, x = i * (image.shape[0] - side), i * (image.shape[1] - side)
+        Image.fromarray(image[y:y + side, x:x + side]).save(sub / f"sem{i}.png")
+        (sub / "pixel_size_in_micrometer.txt").write_text("0.07")
+        out.append(sub)
+    return out
+
+
+@pytest.fixture
+def labeled(tmp_path_factory):
+    from ads_synth.data.bundled import labeled_set
+    from tiny_models import copy_labeled_subset
+
+    return copy_labeled_subset(labeled_set("TEM"), tmp_path_factory.mktemp("labeled"))
+
+
+def _run(args, capsys):
+    code = main(["family", "train", *args])
+    return code, capsys.readouterr()
+
+
+def _bad(args, capsys, *words):
+    code, captured = _run(args, capsys)
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    for word in words:
+        assert word in lines[0]
+    return lines[0]
+
+
+# -- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
+def test_no_images(tmp_path, user_cards, capsys):
+    (tmp_path / "empty").mkdir()
+    _bad(["--unlabeled", str(tmp_path / "empty"), "--target", "NEW", "-o", str(tmp_path / "out")], capsys,
+         "no images")
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_small_image(tmp_path, user_cards, capsys):
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "small.png")
+    (tmp_path / "pixel_size_in_micrometer.txt").write_text("0.1")
+    _bad(["--unlabeled", str(tmp_path / "small.png"), "--target", "NEW", "-o", str(tmp_path / "out")], capsys,
+         "small.png", "64 x 64", "at least 128")
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_pixel_size(tmp_path, user_cards, capsys):
+    Image.fromarray(np.zeros((200, 200), np.uint8)).save(tmp_path / "a.png")
+    _bad(["--unlabeled", str(tmp_path / "a.png"), "--target", "NEW", "-o", str(tmp_path / "out")], capsys,
+         "a.png", "--pixel-size")
+    assert not (tmp_path / "out").exists()
+
+
+def test_target_clashing_with_a_shipped_card(tmp_path, capsys):
+    (u,) = _unlabeled(tmp_path / "u", n=1)
+    _bad(["--unlabeled", str(u), "--target", "SEM", "-o", str(tmp_path / "out")], capsys, "SEM", "shipped"
+         if False else "package")
+    assert not (tmp_path / "out").exists()
+
+
+def test_labeled_without_labels_or_source(tmp_path, user_cards, capsys):
+    (u,) = _unlabeled(tmp_path / "u", n=1)
+    _bad(["--unlabeled", str(u), "--target", "NEW", "-o", str(tmp_path / "out"), "--labeled", str(u)], capsys,
+         "--source")
+    _bad(["--unlabeled", str(u), "--target", "NEW", "-o", str(tmp_path / "out"), "--labeled", str(u),
+          "--source", "SEM"], capsys, "label")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_or_foreign_out(tmp_path, user_cards, capsys):
+    (u,) = _unlabeled(tmp_path / "u", n=1)
+    (tmp_path / "a_file").write_text("x")
+    _bad(["--unlabeled", str(u), "--target", "NEW", "-o", str(tmp_path / "a_file" / "out")], capsys, "a_file")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_text("precious")
+    _bad(["--unlabeled", str(u), "--target", "NEW", "-o", str(foreign)], capsys, "not empty")
+    assert sorted(p.name for p in foreign.iterdir()) == ["thesis.docx"]
+
+
+def test_bad_options(tmp_path, user_cards, capsys):
+    (u,) = _unlabeled(tmp_path / "u", n=1)
+    base = ["--unlabeled", str(u), "-o", str(tmp_path / "out")]
+    _bad(base + ["--target", "TEM"], capsys, "--source")
+    _bad(base + ["--target", "my modality"], capsys, "--target")
+    _bad(base + ["--target", "NEW", "--time-budget", "0"], capsys, "--time-budget")
+    _bad(base + ["--target", "NEW", "--scale", "huge"], capsys, "--scale")
+    _bad(base + ["--target", "NEW", "--folds", "7"], capsys, "--folds")
+    assert not (tmp_path / "out").exists()
+
+
+# -- plan and state ----------------------------------------------------------------------------------------------
+def test_budget_scales_steps_and_epochs():
+    small, large = make_plan(20), make_plan(90)
+    assert large.translation_steps > 2 * small.translation_steps
+    assert large.teacher_epochs > small.teacher_epochs and large.proxy_epochs >= small.proxy_epochs
+    gpu = make_plan(20, device="cuda:0")
+    assert gpu.device == "cuda" and gpu.translation_steps > 5 * small.translation_steps
+    assert sum(make_plan(45).estimates_s.values()) <= 45 * 60 * 1.1  # the default fits its budget
+    fixed = make_plan(20, steps=7, epochs=2)
+    assert (fixed.translation_steps, fixed.teacher_epochs, fixed.proxy_epochs) == (7, 2, 2)
+
+
+def test_state_refuses_another_configuration(tmp_path):
+    out = tmp_path / "out"
+    state = FamilyState.open(out, {"a": 1})
+    state.record("scale", {"scale": 5.0}, 1.0)
+    again = FamilyState.open(out, {"a": 1})
+    assert again.done("scale") and again.result("scale") == {"scale": 5.0}
+    with pytest.raises(InputError, match="another configuration"):
+        FamilyState.open(out, {"a": 2})
+    resumed = FamilyState.open(out, {"a": 2}, resume=True)
+    assert resumed.done("scale")  # --resume keeps the finished phases
+    fresh = FamilyState.open(out, {"a": 2}, overwrite=True)
+    assert not fresh.done("scale")
+
+
+# -- end to end --------------------------------------------------------------------------------------------------
+def _phases(out):
+    path = out / STATE_FILE
+    try:
+        return json.loads(path.read_text())["phases"]
+    except (OSError, ValueError):
+        return {}
+
+
+def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_cards, capsys):
+    """A tiny real run: killed with SIGKILL once the translation is done, the same command finishes the rest;
+    the installed family then works through `ads-synth models` and `axondeepseg --pseudo auto`."""
+    us = _unlabeled(tmp_path / "u")
+    out = tmp_path / "out"
+    args = ["--unlabeled", *map(str, us), "--target", "SEMX", "-o", str(out), "--labeled", str(labeled),
+            "--source", "TEM", *TINY]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "ads_synth.cli", "family", "train", *args, "-v", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not _phases(out).get("translation", {}).get("done"):
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    killed = _phases(out)
+    assert killed["translation"]["done"] and not killed.get("family", {}).get("done")
+    translation_time = killed["translation"]["seconds"]
+
+    code, captured = _run(args, capsys)
+    assert code == 0, captured.err[-3000:]
+    assert "translation: done earlier" in captured.err
+    phases = _phases(out)
+    assert all(p["done"] for p in phases.values()) and len(phases) == 8
+    assert phases["translation"]["seconds"] == translation_time  # not trained again
+
+    from ads_synth_models import cards
+
+    state = json.loads((out / STATE_FILE).read_text())
+    auto = state["phases"]["proxy"]["result"]["auto"]
+    assert auto in ("tutor", "adapt", "proxy")
+    for name in ("tutor", "adapt", "proxy", "auto"):
+        assert (out / "family" / f"TEM2SEMX_{name}.yaml").is_file()
+        assert (user_cards / f"TEM2SEMX_{name}.yaml").is_file()  # installed where models install puts archives
+    card = cards.find_card("TEM", "SEMX", "auto")
+    assert card.name == "TEM2SEMX_auto" and card.auto["chosen"] == auto and card.strategy == auto
+    assert not cards.verify_card(card)
+    assert set(card.auto["scores"]) >= {"tutor", "adapt", "proxy", "invert", "histmatch", "direct"}
+    assert cards.find_card("TEM", "SEMX", "tutor").name == "TEM2SEMX_tutor"
+    assert "ads-synth family train" in card.entry["training"]["command"]
+
+    assert main(["models", "show", "TEM2SEMX_auto"]) == 0
+    shown = capsys.readouterr().out
+    assert f"--pseudo auto: {auto}" in shown
+
+    report = (out / "report.md").read_text()
+    assert "## Scale between the modalities" in report and "auto" in report
+    for figure in ("translations.png", "confidence.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000
+
+    from ads_synth.integration.ads_cli import main as ads_main
+
+    image = us[0] / "sem0.png"
+    assert ads_main(["-t", "SEMX", "--pseudo", "auto", "-i", str(image)]) == 0
+    for suffix in ("_seg-axon.png", "_seg-myelin.png", "_seg-axonmyelin.png"):
+        written = np.array(Image.open(us[0] / f"sem0{suffix}"))
+        assert written.shape == (320, 320)
