@@ -1,5 +1,6 @@
 """``ads-synth translation train``: train a SynDiff translation model between a labeled and an unlabeled modality."""
 
+from ads_synth.commands.scale import parse_scale
 from ads_synth.errors import InputError
 from ads_synth.translation.config import list_presets
 
@@ -7,7 +8,8 @@ _SCALE_HELP = (
     "magnify the labeled images by S on top of the unlabeled domain's pixel size (L working pixel size = "
     "median U pixel size / S). 1 puts both on one physical grid; use S > 1 when the structures differ in size: "
     "mouse CNS axons (0.3-1.5 um) are about 5x smaller than rat spinal-cord axons (1-10 um), so S ~ 5 matches "
-    "their size in pixels (default 1)"
+    "their size in pixels; 'auto' estimates S from axon sizes (L's labels, U's images; see 'ads-synth scale "
+    "estimate') (default 1)"
 )
 
 
@@ -15,12 +17,19 @@ def options_from_args(args):
     """The TrainOptions of a parsed ``ads-synth translation train`` command line."""
     from ads_synth.translation.trainer import TrainOptions
 
+    scale = args.scale
+    if scale == "auto":
+        from ads_synth.commands.scale import estimate_for_training
+
+        # a resumed run keeps the scale it started with (config.json)
+        scale = 1.0 if args.resume else estimate_for_training(args.source, args.target, args.source_pixel_size,
+                                                              args.target_pixel_size)
     return TrainOptions(
         source=args.source or [],
         target=args.target or [],
         out=args.out,
         preset=args.preset,
-        scale=args.scale,
+        scale=scale,
         steps=args.steps,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
@@ -79,7 +88,7 @@ def register(subparsers):
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must not hold a run unless --resume)")
     p.add_argument("--preset", default="compact", choices=list_presets(),
                    help="network sizes: compact (CPU), paper (GPU), tiny (tests); default compact")
-    p.add_argument("--scale", type=float, default=1.0, metavar="S", help=_SCALE_HELP)
+    p.add_argument("--scale", type=parse_scale, default=1.0, metavar="S", help=_SCALE_HELP)
     p.add_argument("--steps", type=int, default=None, metavar="N", help="total training steps (default 10000)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="steps between checkpoints (default 500)")
