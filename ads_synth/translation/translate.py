@@ -20,6 +20,7 @@ depends only on ``seed``, the tiling and ``batch_size``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
 from ads_synth.atomic import atomic_write_text
 from ads_synth.device import resolve_device
+from ads_synth.integrity import require_finite
 from ads_synth.translation.trainer import CONFIG_NAME, RUN_FORMAT
 
 DIRECTIONS = ("L2U", "U2L")
@@ -131,6 +133,8 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         batch = apply_normalization(batch, params)
         xb = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
         yb = model.translate(xb, direction, seed=seed * 1_000_003 + done[0])
+        require_finite(yb, f"translation {direction} of tiles {done[0]}-{done[0] + len(batch) - 1}",
+                       "the translation model's weights are damaged or diverged: reinstall or retrain it.")
         done[0] += len(batch)
         return yb[:, 0].float().cpu().numpy()
 
@@ -163,7 +167,10 @@ def resolve_model_card(name):
         card = cards.get_card(name)
     except InputError:
         return None
-    return Path(cards.require_files(card).translation)
+    from ads_synth.integrity import require_verified_card
+
+    card = require_verified_card(cards.require_files(card), under=card.translation)
+    return Path(card.translation)
 
 
 def _is_run_dir(path):
@@ -176,13 +183,36 @@ def _is_run_dir(path):
         return False
 
 
+def run_model_dir(run, given=None, warn=None):
+    """The model folder of a training run: ``best/``; else, with one warning line, ``best.old/`` (a swap of
+    ``best/`` was interrupted), ``last/`` or ``last.old/``. InputError when the run has saved no model yet."""
+    run = Path(run)
+    given = given or str(run)
+    warn = warn or (lambda msg: print(f"ads-synth: warning: {msg}", file=sys.stderr))
+    if (run / "best").is_dir():
+        return run / "best"
+    reasons = {
+        "best.old": "best/ is missing (the run was stopped while replacing it); using the previous best, best.old/",
+        "last": "the run has no best/ (it scores no checkpoints, or none yet); using the last checkpoint's model, "
+                "last/",
+        "last.old": "the run has no best/ and last/ is missing (it was stopped while replacing it); using last.old/",
+    }
+    for sub, reason in reasons.items():
+        if (run / sub).is_dir():
+            warn(f"{given}: {reason}.")
+            return run / sub
+    raise InputError(f"{given}: this training run has saved no model yet (best/ or last/); wait for its "
+                     "first scoring or checkpoint.")
+
+
 def load_translation_model(path, device=None):
     """Load a translation model for inference.
 
     Parameters
     ----------
     path : str or Path
-        A training run folder (its ``best/``, else ``last/``), a folder written by ``SynDiff.save_pretrained``, or
+        A training run folder (its ``best/``, else with a warning ``best.old/`` or ``last/``, see
+        :func:`run_model_dir`), a folder written by ``SynDiff.save_pretrained``, or
         a model card name (see :func:`resolve_model_card`).
     device : str or torch.device, optional
         Default CUDA when available.
@@ -210,13 +240,7 @@ def load_translation_model(path, device=None):
                              "(ads-synth models list).")
         path = found
     if path.is_dir() and _is_run_dir(path):
-        for sub in ("best", "last"):
-            if (path / sub).is_dir():
-                path = path / sub
-                break
-        else:
-            raise InputError(f"{given}: this training run has saved no model yet (best/ or last/); wait for its "
-                             "first scoring or checkpoint.")
+        path = run_model_dir(path, given)
     try:
         model = SynDiff.from_pretrained(path, map_location=device)
     except InputError:
