@@ -266,10 +266,8 @@ def test_a_lock_held_by_another_process_blocks_with_its_pid(tmp_path):
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    from ads_synth.integrity import CACHE_ENV
-
     folder = tmp_path / "cache"
-    monkeypatch.setenv(CACHE_ENV, str(folder))
+    monkeypatch.setenv("ADS_SYNTH_CACHE", str(folder))  # ads_synth.integrity.CACHE_ENV
     return folder
 
 

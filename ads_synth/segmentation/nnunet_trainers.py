@@ -18,7 +18,6 @@ nnU-Net 2.2.1 looks trainer classes up by name inside ``nnunetv2/training/nnUNet
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
