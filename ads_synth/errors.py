@@ -13,3 +13,11 @@ class InputError(ValueError):
 
     def __init__(self, message):
         super().__init__(" ".join(str(message).split()))
+
+
+class NonFiniteError(InputError):
+    """A loss, a weight or a network output that is NaN or infinite (diverged training, damaged weights).
+
+    Raised instead of writing NaN weights or images made of NaN; the CLI exits with code 2 and the message (one
+    line) says what to change.
+    """

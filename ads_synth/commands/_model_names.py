@@ -24,4 +24,8 @@ def resolve_translation(value):
         card = cards.get_card(str(value))
     except InputError:
         return value
-    return Path(cards.require_files(card).translation)
+    from ads_synth.integrity import require_verified_card
+
+    # sha256 of the card's translation files (cached by size and mtime): damaged weights stop here
+    card = require_verified_card(cards.require_files(card), under=card.translation)
+    return Path(card.translation)

@@ -4,14 +4,16 @@
 def run(args):
     from pathlib import Path
 
-    from ads_synth.segmentation.evaluate import evaluate, format_table, summarize, write_reports
+    from ads_synth.segmentation.evaluate import evaluate, format_table, report_targets, summarize, write_reports
 
+    out_dir = Path(args.out) if args.out else Path(args.pred)
+    report_targets(out_dir, overwrite=args.overwrite)  # before any work: existing reports need --overwrite
     evaluation = evaluate(args.pred, args.truth)
     print(format_table(summarize(evaluation)))
     for (strategy, fold), names in sorted(evaluation.missing.items()):
         print(f"note: {strategy}/{fold}: no prediction for {len(names)} labeled image(s) ({', '.join(names[:3])}"
               f"{', ...' if len(names) > 3 else ''})")
-    paths = write_reports(evaluation, Path(args.out) if args.out else Path(args.pred), overwrite=True)
+    paths = write_reports(evaluation, out_dir, overwrite=args.overwrite)
     for path in paths.values():
         print(f"wrote {path}")
     return 0
@@ -26,4 +28,5 @@ def register(subparsers):
     p.add_argument("--pred", required=True, metavar="DIR", help="prediction folder")
     p.add_argument("--truth", required=True, metavar="DATASET", help="dataset with the manual labels")
     p.add_argument("-o", "--out", default=None, metavar="DIR", help="where to write the reports (default: --pred)")
+    p.add_argument("--overwrite", action="store_true", help="replace report files that exist already")
     p.set_defaults(func=run)

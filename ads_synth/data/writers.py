@@ -9,8 +9,9 @@
 * :func:`write_float_tiff`: a float32 / float16 TIFF (confidence or probability maps).
 * :func:`write_pixel_size`: ``pixel_size_in_micrometer.txt``.
 
-Every writer checks all its targets before writing anything (:func:`check_targets`), writes each file to a
-temporary name in the same folder and moves it into place with ``os.replace``.
+Every writer checks all its targets before writing anything (:func:`check_targets`; a dangling symlink counts as
+an existing file), writes each file to a temporary name in the same folder, fsyncs it and moves it into place
+with ``os.replace``; a set of files written together (:func:`_write_all`) is all-or-nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ads_synth.atomic import fsync_dir, fsync_file, remove_stale_temps, temp_prefix
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size
 from ads_synth.errors import InputError
 
@@ -45,7 +47,7 @@ def check_targets(paths, overwrite=False):
     for p in paths:
         if p.is_dir():
             raise InputError(f"{p}: is a folder, cannot write a file there; remove it or choose another output.")
-        if p.exists() and not overwrite:
+        if os.path.lexists(p) and not overwrite:  # a dangling symlink counts as existing
             raise InputError(
                 f"{p}: already exists; pass --overwrite to replace it, or choose another output folder."
             )
@@ -62,7 +64,7 @@ def check_targets(paths, overwrite=False):
 
 def _tmp_name(path):
     """A fresh hidden name beside ``path`` (created by the writer itself, so the umask applies as usual)."""
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    return path.parent / f"{temp_prefix(path)}{secrets.token_hex(4)}.tmp"
 
 
 def _save_png(arr, tmp):
@@ -87,28 +89,61 @@ def _save_tiff(arr, tmp, pixel_size=None, compression=None):
 
 
 def _write_all(items, overwrite):
-    """``items``: list of ``(path, writer)`` where ``writer(tmp_path)`` writes the file. Atomic per file."""
+    """``items``: list of ``(path, writer)`` where ``writer(tmp_path)`` writes the file. All or nothing.
+
+    Every file is first written (and fsynced) under a temporary name; only then are they renamed into place. When
+    anything fails, the temporary files are removed and the files already renamed are taken back (a file they
+    replaced is restored from a hard link kept until the end), so the set is either all new or all as before.
+    Stale temporary files of killed runs for these names are removed first (:func:`remove_stale_temps`).
+    """
     paths = check_targets([p for p, _ in items], overwrite)
     for p in {p.parent for p in paths}:
         try:
             p.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise InputError(f"{p}: cannot create the output folder ({err}).") from None
-    temps = []
+        remove_stale_temps(p, names=[q.name for q in paths if q.parent == p])
+    temps, backups, done = [], {}, []
     try:
         for path, writer in items:
             tmp = _tmp_name(Path(path))
             temps.append((tmp, Path(path)))
             writer(tmp)
+            fsync_file(tmp)
+        for tmp, path in temps:
+            if os.path.lexists(path) and len(temps) > 1:
+                backup = _tmp_name(path)
+                try:
+                    os.link(path, backup, follow_symlinks=False)
+                    backups[path] = backup
+                except OSError:  # no hard links here: the old file cannot be restored, only removed
+                    pass
         for tmp, path in temps:
             os.replace(tmp, path)
+            done.append(path)
+        for folder in {p.parent for p in paths}:
+            fsync_dir(folder)
     except BaseException:
+        for path in reversed(done):
+            try:
+                if path in backups:
+                    os.replace(backups.pop(path), path)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
         for tmp, _ in temps:
             try:
                 tmp.unlink()
             except OSError:
                 pass
         raise
+    finally:
+        for backup in backups.values():
+            try:
+                backup.unlink()
+            except OSError:
+                pass
     return paths
 
 
@@ -128,6 +163,20 @@ def _as_image_array(array, path):
     return np.ascontiguousarray(arr)
 
 
+def image_writer(path, array, pixel_size=None):
+    """``writer(tmp)`` that saves a uint8 (or uint16) 2-D image as PNG or TIFF (from the ending of ``path``)."""
+    path = Path(path)
+    arr = _as_image_array(array, path)
+    ext = path.suffix.lower()
+    if ext in _PNG:
+        return lambda tmp: _save_png(arr, tmp)
+    if ext in _TIFF:
+        if pixel_size is not None:
+            pixel_size = check_pixel_size(pixel_size, "pixel size")
+        return lambda tmp: _save_tiff(arr, tmp, pixel_size)
+    raise InputError(f"{path}: unsupported output type; use a .png, .tif or .tiff file name.")
+
+
 def write_image(path, array, overwrite=False, pixel_size=None) -> Path:
     """Write a uint8 (or uint16) 2-D image as PNG or TIFF (from the file ending), atomically.
 
@@ -135,21 +184,11 @@ def write_image(path, array, overwrite=False, pixel_size=None) -> Path:
     :func:`write_pixel_size`). InputError if the file exists and ``overwrite`` is False.
     """
     path = Path(path)
-    arr = _as_image_array(array, path)
-    ext = path.suffix.lower()
-    if ext in _PNG:
-        writer = lambda tmp: _save_png(arr, tmp)  # noqa: E731
-    elif ext in _TIFF:
-        if pixel_size is not None:
-            pixel_size = check_pixel_size(pixel_size, "pixel size")
-        writer = lambda tmp: _save_tiff(arr, tmp, pixel_size)  # noqa: E731
-    else:
-        raise InputError(f"{path}: unsupported output type; use a .png, .tif or .tiff file name.")
-    return _write_all([(path, writer)], overwrite)[0]
+    return _write_all([(path, image_writer(path, array, pixel_size))], overwrite)[0]
 
 
-def write_float_tiff(path, array, overwrite=False, pixel_size=None, dtype=np.float32) -> Path:
-    """Write a float map ``(H, W)`` or ``(C, H, W)`` (e.g. confidence / probabilities) as a float TIFF, atomically."""
+def float_tiff_writer(path, array, pixel_size=None, dtype=np.float32):
+    """``writer(tmp)`` that saves a float map ``(H, W)`` or ``(C, H, W)`` as a float TIFF."""
     path = Path(path)
     if path.suffix.lower() not in _TIFF:
         raise InputError(f"{path}: float maps are written as TIFF; use a .tif or .tiff file name.")
@@ -170,7 +209,19 @@ def write_float_tiff(path, array, overwrite=False, pixel_size=None, dtype=np.flo
         tifffile.imwrite(tmp, arr, photometric="minisblack", metadata=None,
                          planarconfig="separate" if arr.ndim == 3 else None, **kwargs)
 
-    return _write_all([(path, writer)], overwrite)[0]
+    return writer
+
+
+def write_float_tiff(path, array, overwrite=False, pixel_size=None, dtype=np.float32) -> Path:
+    """Write a float map ``(H, W)`` or ``(C, H, W)`` (e.g. confidence / probabilities) as a float TIFF, atomically."""
+    path = Path(path)
+    return _write_all([(path, float_tiff_writer(path, array, pixel_size, dtype))], overwrite)[0]
+
+
+def write_files(items, overwrite=False) -> list[Path]:
+    """Write a set of files all-or-nothing: ``items`` is a list of ``(path, writer)`` (e.g. from
+    :func:`image_writer`, :func:`float_tiff_writer`, :func:`segmentation_items`); see :func:`_write_all`."""
+    return _write_all([(Path(p), w) for p, w in items], overwrite)
 
 
 def write_pixel_size(folder, value, overwrite=False) -> Path:
@@ -228,13 +279,17 @@ def segmentation_images(label_map) -> dict:
     }
 
 
+def segmentation_items(label_map, image_path, out_dir=None) -> list:
+    """``(path, writer)`` of AxonDeepSeg's three mask files for ``label_map`` (for :func:`write_files`)."""
+    masks = segmentation_images(label_map)
+    paths = segmentation_paths(image_path, out_dir)
+    return [(paths[k], (lambda tmp, m=masks[k]: _save_png(m, tmp))) for k in ("axon", "myelin", "axonmyelin")]
+
+
 def write_ads_segmentation(label_map, image_path, out_dir=None, overwrite=False) -> list[Path]:
     """Write ``<stem>_seg-axon.png``, ``<stem>_seg-myelin.png``, ``<stem>_seg-axonmyelin.png`` atomically.
 
     Beside the image by default, or into ``out_dir``. All three targets are checked first: InputError naming the
     first existing one (suggesting ``--overwrite``) and nothing written. Returns the paths in that order.
     """
-    masks = segmentation_images(label_map)
-    paths = segmentation_paths(image_path, out_dir)
-    items = [(paths[k], (lambda tmp, m=masks[k]: _save_png(m, tmp))) for k in ("axon", "myelin", "axonmyelin")]
-    return _write_all(items, overwrite)
+    return _write_all(segmentation_items(label_map, image_path, out_dir), overwrite)

@@ -19,6 +19,7 @@ from ads_synth.data.datasets import is_candidate_image
 from ads_synth.data.images import check_pixel_size, image_extension, read_pixel_size
 from ads_synth.data.writers import segmentation_paths
 from ads_synth.errors import InputError
+from ads_synth.integrity import require_verified_card
 from ads_synth_models.cards import ModelCard, find_card, get_card, require_files
 
 #: How far outside a card's pixel size range an image may be before a warning: more than 2x (ADS issue #987).
@@ -161,6 +162,7 @@ def run_pseudo_labels(
         card = select_card(target, strategy, source)
     else:
         require_files(card)
+    require_verified_card(card)  # sha256 of every file (cached by size and mtime): damaged weights stop here
     if pixel_size is not None:
         pixel_size = check_pixel_size(pixel_size, "--pixel-size")
     device = device_for_gpu(gpu_id, warn)

@@ -17,6 +17,7 @@ mean ± standard deviation over images of the ensemble. Standard deviations use 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,33 +233,52 @@ def plot_dice(table, path) -> Path:
     axes[-1].legend(fontsize=7, loc="upper right")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     return path
 
 
-def write_reports(evaluation, out_dir, overwrite=True) -> dict:
-    """Write the CSVs, the Markdown table and the figure into ``out_dir``; return ``{kind: Path}``."""
+#: Report files of :func:`write_reports`, in ``out_dir``.
+REPORT_FILES = {
+    "images_csv": "evaluation_images.csv",
+    "table_csv": "evaluation_table.csv",
+    "table_md": "evaluation_table.md",
+    "figure": "evaluation_dice.png",
+}
+
+
+def report_targets(out_dir, overwrite=False) -> dict:
+    """``{kind: Path}`` of the report files; InputError when one exists (a dangling symlink too) and not
+    ``overwrite``."""
     from ads_synth.data.writers import check_targets
+
+    paths = {kind: Path(out_dir) / name for kind, name in REPORT_FILES.items()}
+    check_targets(paths.values(), overwrite=overwrite)
+    return paths
+
+
+def _csv_text(fieldnames, rows, **kwargs):
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fieldnames, **kwargs)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_reports(evaluation, out_dir, overwrite=False) -> dict:
+    """Write the CSVs, the Markdown table and the figure into ``out_dir``; return ``{kind: Path}``.
+
+    Existing report files (or symlinks there) are an InputError unless ``overwrite``; each file is written
+    atomically (a symlink at a report path is replaced, never written through).
+    """
+    from ads_synth.atomic import atomic_write, atomic_write_text
 
     out_dir = Path(out_dir)
     table = summarize(evaluation)
-    paths = {
-        "images_csv": out_dir / "evaluation_images.csv",
-        "table_csv": out_dir / "evaluation_table.csv",
-        "table_md": out_dir / "evaluation_table.md",
-        "figure": out_dir / "evaluation_dice.png",
-    }
-    check_targets(paths.values(), overwrite=overwrite)
+    paths = report_targets(out_dir, overwrite=overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths["images_csv"], "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["strategy", "fold", "image", *COLUMNS])
-        w.writeheader()
-        w.writerows(evaluation.rows)
-    with open(paths["table_csv"], "w", newline="", encoding="utf-8") as f:
-        fields = ["strategy", "title", "over", "n"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(table)
-    paths["table_md"].write_text(markdown_table(table), encoding="utf-8")
-    plot_dice(table, paths["figure"])
+    atomic_write_text(paths["images_csv"], _csv_text(["strategy", "fold", "image", *COLUMNS], evaluation.rows))
+    fields = ["strategy", "title", "over", "n"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
+    atomic_write_text(paths["table_csv"], _csv_text(fields, table, extrasaction="ignore"))
+    atomic_write_text(paths["table_md"], markdown_table(table))
+    atomic_write(paths["figure"], lambda tmp: plot_dice(table, tmp))
     return paths

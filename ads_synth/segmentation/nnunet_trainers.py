@@ -18,7 +18,6 @@ nnU-Net 2.2.1 looks trainer classes up by name inside ``nnunetv2/training/nnUNet
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -27,7 +26,9 @@ import torch
 from nnunetv2.training.dataloading.utils import _convert_to_npy
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from ads_synth.atomic import atomic_torch_save, atomic_write_text
+from ads_synth.atomic import atomic_torch_save, atomic_write_text, temp_prefix
+from ads_synth.errors import NonFiniteError
+from ads_synth.segmentation.checkpoints import LATEST, keep_previous
 
 #: The trainer name written into checkpoints (the network comes from the plans).
 CHECKPOINT_TRAINER_NAME = "nnUNetTrainer"
@@ -111,16 +112,41 @@ class AdsSynthTrainer(nnUNetTrainer):
                               json.dumps({**self.dataset_json, "labels": labels}, indent=4))
 
     def save_checkpoint(self, filename: str) -> None:
-        super().save_checkpoint(filename)
-        if self.local_rank != 0 or self.disable_checkpointing or not os.path.isfile(filename):
-            return
-        checkpoint = torch.load(filename, map_location="cpu")
+        """nnU-Net's checkpoint, written atomically, with the trainer name of :data:`CHECKPOINT_TRAINER_NAME`.
+
+        nnU-Net writes the file in place; here it writes a temporary file beside it, which is then renamed over
+        ``filename`` (a killed run leaves the previous checkpoint whole). The checkpoint ``checkpoint_latest.pth``
+        replaces keeps its previous version as ``checkpoint_latest.pth.prev`` (for resuming when the latest is
+        unreadable). Weights that are not finite are never written (NonFiniteError).
+        """
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        filename = Path(filename)
+        tmp = filename.with_name(f"{temp_prefix(filename)}nnunet.tmp")
+        try:
+            super().save_checkpoint(str(tmp))
+            checkpoint = torch.load(tmp, map_location="cpu")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        for name, tensor in checkpoint["network_weights"].items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise NonFiniteError(f"{filename.parent}: the network's weights became non-finite (NaN or "
+                                     f"infinity, e.g. {name}) at epoch {self.current_epoch}; the checkpoint was "
+                                     "not written. Lower the learning rate or check the training images.")
         checkpoint["trainer_name"] = CHECKPOINT_TRAINER_NAME
+        if filename.name == LATEST and filename.is_file():
+            keep_previous(filename)
         atomic_torch_save(checkpoint, filename)
 
     # -- progress ----------------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
+        if not np.all(np.isfinite(out["loss"])):
+            raise NonFiniteError(
+                f"{self.output_folder}: the training loss became {float(np.mean(out['loss']))} at epoch "
+                f"{self.current_epoch}; training stopped, the last good checkpoint is kept. Lower the learning rate "
+                "or check the training images, then run again (it resumes from that checkpoint).")
         if self._bar is not None:
             self._bar.update(1)
         return out

@@ -22,6 +22,7 @@ import numpy as np
 from ads_synth.atomic import atomic_torch_save, atomic_write_text
 from ads_synth.data.datasets import CLASSES
 from ads_synth.errors import InputError
+from ads_synth.integrity import require_finite
 
 INFO_FILE = "ads_synth.json"
 CHECKPOINT_FINAL = "checkpoint_final.pth"
@@ -267,9 +268,14 @@ class SegmentationModel:
                                                p.configuration_manager, num_threads_in_multithreaded=1,
                                                verbose=False)
             item = next(adapter)
-            for params in self._fold_parameters:
+            for k, params in enumerate(self._fold_parameters):
                 p.list_of_parameters = [params]
-                logits = p.predict_logits_from_preprocessed_data(item["data"]).cpu()
+                try:
+                    logits = p.predict_logits_from_preprocessed_data(item["data"]).cpu()
+                finally:
+                    p.list_of_parameters = self._fold_parameters
+                require_finite(logits, f"{self.folder}: the network's output (fold {self.folds[k]})",
+                               "its weights are damaged or diverged: reinstall or retrain the model.")
                 _, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
                     logits, p.plans_manager, p.configuration_manager, p.label_manager, item["data_properties"],
                     return_probabilities=True, num_threads_torch=1)

@@ -35,12 +35,14 @@ from ads_synth.data.images import read_image
 from ads_synth.data.resample import rescale_to_pixel_size, resize_to
 from ads_synth.data.writers import (
     check_targets,
+    float_tiff_writer,
+    image_writer,
+    segmentation_items,
     segmentation_paths,
-    write_ads_segmentation,
-    write_float_tiff,
-    write_image,
+    write_files,
 )
 from ads_synth.errors import InputError
+from ads_synth.locking import locked_jobs
 from ads_synth.segmentation.confidence import confidence_to_uint8, label_and_confidence
 from ads_synth.segmentation.postprocess import postprocess_label_map
 
@@ -116,17 +118,17 @@ def _finish_label(label_map, shape, pixel_size, options):
 
 
 def _write(label_map, confidence, fold_labels, job_image, paths, folds, pixel_size, overwrite):
+    """Write an image's files (masks, confidence, per-fold masks) as one all-or-nothing set."""
     folder = paths["axonmyelin"].parent
-    written = write_ads_segmentation(label_map, job_image, out_dir=folder, overwrite=overwrite)
-    written.append(write_image(paths["confidence"], confidence_to_uint8(confidence), overwrite=overwrite))
+    items = segmentation_items(label_map, job_image, out_dir=folder)
+    items.append((paths["confidence"], image_writer(paths["confidence"], confidence_to_uint8(confidence))))
     if "confidence_tiff" in paths:
-        written.append(write_float_tiff(paths["confidence_tiff"], confidence, overwrite=overwrite,
-                                        pixel_size=pixel_size))
+        items.append((paths["confidence_tiff"], float_tiff_writer(paths["confidence_tiff"], confidence,
+                                                                  pixel_size=pixel_size)))
     if fold_labels is not None:
         for fold, fold_label in zip(folds, fold_labels):
-            written += write_ads_segmentation(fold_label, job_image, out_dir=folder / f"fold_{fold}",
-                                              overwrite=overwrite)
-    return written
+            items += segmentation_items(fold_label, job_image, out_dir=folder / f"fold_{fold}")
+    return write_files(items, overwrite)
 
 
 def _source_image(strategy, image, px, translation_model, work, reference, seed):
@@ -144,6 +146,7 @@ def _source_image(strategy, image, px, translation_model, work, reference, seed)
     return image, px
 
 
+@locked_jobs
 def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, reference=None):
     """Segment every job with every strategy in ``models`` (+ pooled ones); return one record per image/strategy.
 

@@ -5,7 +5,10 @@
 trains each requested fold into ``<model folder>/fold_<k>/``:
 
 * a fold with ``checkpoint_final.pth`` is done and skipped;
-* a fold with ``checkpoint_latest.pth`` continues from it (nnU-Net's ``--c``);
+* a fold with ``checkpoint_latest.pth`` continues from it (nnU-Net's ``--c``); when that file is unreadable, from
+  its previous copy or ``checkpoint_best.pth``, with one warning line (:mod:`~ads_synth.segmentation.checkpoints`);
+* checkpoints are written atomically, and training stops at the first non-finite loss
+  (:class:`~ads_synth.errors.NonFiniteError`, exit 2) keeping the last good checkpoint;
 * after training, ``checkpoint_best.pth`` is removed so that nnU-Net (final) and AxonDeepSeg (which prefers
   best) segment with the same weights.
 
@@ -73,7 +76,9 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
     Path
         The fold's ``checkpoint_final.pth``.
     """
+    from ads_synth.atomic import remove_stale_temps
     from ads_synth.device import resolve_device
+    from ads_synth.segmentation.checkpoints import remove_previous, resume_checkpoint
     from ads_synth.segmentation.nnunet_env import quiet
     from ads_synth.segmentation.predict import CHECKPOINT_FINAL
 
@@ -90,6 +95,8 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
         raise InputError(f"{dataset_name}: {dataset_json['numTraining']} training images are too few for "
                          "five-fold cross-validation (at least 5); use --folds all.")
     cls = trainer_class(trainer)
+    remove_stale_temps(fold_dir, prefix="checkpoint_")  # left by a killed run
+    resume = resume_checkpoint(fold_dir)  # latest, else its previous copy or best (one warning line)
     with quiet(fold_dir / "nnunet_console.txt", enabled=not verbose), warnings.catch_warnings():
         # nnU-Net 2.2.1's PolyLRScheduler passes an argument torch 2.3 deprecates
         warnings.filterwarnings("ignore", message="The verbose parameter is deprecated", category=UserWarning)
@@ -104,13 +111,14 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
             t.num_val_iterations_per_epoch = int(val_iterations)
         t.progress = progress
         t.console = verbose
-        latest = fold_dir / "checkpoint_latest.pth"
-        if latest.is_file():
-            t.load_checkpoint(str(latest))
+        if resume is not None:
+            t.load_checkpoint(str(resume))
         t.run_training()
     best = fold_dir / "checkpoint_best.pth"
     if final.is_file() and best.is_file():
         best.unlink()
+    if final.is_file():
+        remove_previous(fold_dir)
     if not final.is_file():
         raise RuntimeError(f"{fold_dir}: nnU-Net training ended without {CHECKPOINT_FINAL}")
     return final

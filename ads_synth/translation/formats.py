@@ -34,9 +34,24 @@ def is_run_dir(path) -> bool:
         return False
 
 
-def run_model_dir(path):
-    """The model folder inference uses in the run folder ``path`` (``best/``, else ``last/``); None if neither."""
-    for sub in RUN_MODEL_DIRS:
-        if (Path(path) / sub).is_dir():
-            return Path(path) / sub
+def run_model_dir(path, warn=None):
+    """The model folder inference uses in the run folder ``path``: ``best/``; else, with one warning line,
+    ``best.old/`` (a swap of ``best/`` was interrupted), ``last/`` (no scored checkpoint yet) or ``last.old/``.
+    None when the run has saved no model yet."""
+    import sys
+
+    path = Path(path)
+    if (path / "best").is_dir():
+        return path / "best"
+    reasons = {
+        "best.old": "best/ is missing (the run was stopped while replacing it); using the previous best, best.old/",
+        "last": "the run has no best/ (it scores no checkpoints, or none yet); using the last checkpoint's model, "
+                "last/",
+        "last.old": "the run has no best/ and last/ is missing (it was stopped while replacing it); using last.old/",
+    }
+    warn = warn or (lambda msg: print(f"ads-synth: warning: {msg}", file=sys.stderr))
+    for sub, reason in reasons.items():
+        if (path / sub).is_dir():
+            warn(f"{path}: {reason}.")
+            return path / sub
     return None

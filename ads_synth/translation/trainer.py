@@ -59,9 +59,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ads_synth.atomic import atomic_torch_save, atomic_write_text
+from ads_synth.atomic import atomic_torch_save, atomic_write_text, remove_stale_temps
 from ads_synth.device import resolve_device
-from ads_synth.errors import InputError
+from ads_synth.errors import InputError, NonFiniteError
 from ads_synth.translation import scoring
 from ads_synth.translation.config import SynDiffConfig, get_preset
 from ads_synth.translation.formats import CHECKPOINT_NAME, CONFIG_NAME, RUN_FORMAT  # noqa: F401 (re-exported)
@@ -370,11 +370,29 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def recover_model_dir(folder):
+    """Finish a swap of :func:`save_model_dir` that a killed run interrupted: ``<folder>.old`` back to ``folder``
+    when ``folder`` is missing. Returns True when it did."""
+    folder = Path(folder)
+    old = folder.with_name(folder.name + ".old")
+    if not folder.exists() and old.is_dir():
+        os.replace(old, folder)
+        return True
+    return False
+
+
 def save_model_dir(model, folder, extra):
-    """Save ``model``'s generators as float16 into ``folder`` (``save_pretrained``), replacing it atomically."""
+    """Save ``model``'s generators as float16 into ``folder`` (``save_pretrained``), replacing it atomically.
+
+    The new model is written into ``<folder>.tmp``; the old folder is renamed to ``<folder>.old``, the new one
+    into place, and ``.old`` removed. Between the two renames only ``.old`` exists: readers fall back to it
+    (:func:`ads_synth.translation.translate.load_translation_model`) and the next save or resume restores it
+    (:func:`recover_model_dir`).
+    """
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     old = folder.with_name(folder.name + ".old")
+    recover_model_dir(folder)
     for p in (tmp, old):
         if p.exists():
             shutil.rmtree(p)
@@ -663,6 +681,28 @@ def train(opts, resume=False, _stop_after=None):
             dist.destroy_process_group()
 
 
+def _stop_if_not_finite(losses, step, world, ckpt_path, saved_step, device="cpu"):
+    """NonFiniteError (on every rank) when a loss of this step is NaN or infinite; nothing is saved after it.
+
+    ``r1`` is NaN by design on steps without the R1 penalty and is not checked.
+    """
+    bad = [k for k, v in losses.items() if k != "r1" and not math.isfinite(v)]
+    flag = float(bool(bad))
+    if world > 1:
+        import torch.distributed as dist
+
+        t = torch.tensor([flag], device=device)  # every rank stops together (NCCL needs the CUDA device)
+        dist.all_reduce(t)
+        flag = float(t.item())
+    if not flag:
+        return
+    what = f"the {bad[0]} loss is {losses[bad[0]]}" if bad else "a loss on another process is not finite"
+    kept = (f"{ckpt_path} (step {saved_step}) and best/ are kept" if saved_step is not None
+            else "no checkpoint had been written yet")
+    raise NonFiniteError(f"step {step}: {what}: training diverged and stopped without saving; {kept}. Lower the "
+                         "learning rates (lr_g, lr_d) or check the images, then start again or --resume.")
+
+
 def _barrier(world):
     if world > 1:
         import torch.distributed as dist
@@ -698,6 +738,9 @@ def _train(opts, resume, _stop_after, rank, world, device):
         for note in prep["notes"]:
             print(f"ads-synth: warning: {note}", file=sys.stderr)
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run_dir)  # e.g. .checkpoint.pt.<pid>.*.tmp of a killed run
+        for sub in ("best", "last"):
+            recover_model_dir(run_dir / sub)
         (run_dir / "samples").mkdir(exist_ok=True)
         if not resume:
             _write_json(run_dir / CONFIG_NAME, {
@@ -747,7 +790,10 @@ def _train(opts, resume, _stop_after, rank, world, device):
             save_model_dir(trainer.ema, run_dir / "best", _extra(prep, n, scores))
         return scores
 
+    saved = {"step": trainer.step if resume and ckpt_path.is_file() else None}
+
     def checkpoint():
+        saved["step"] = trainer.step
         rng = _gather(_rng_state(samplers), world)
         if not main:
             return
@@ -776,6 +822,7 @@ def _train(opts, resume, _stop_after, rank, world, device):
             real_u = torch.from_numpy(samplers["U"].sample(config.batch_size)).to(device)
             losses = trainer.train_step(real_l, real_u)
             n = trainer.step
+            _stop_if_not_finite(losses, n, world, ckpt_path, saved["step"], device)
             if main:
                 lr_g, lr_d = trainer.lrs
                 scoring.append_row(run_dir / "metrics.csv",

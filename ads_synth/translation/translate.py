@@ -20,6 +20,7 @@ depends only on ``seed``, the tiling and ``batch_size``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from ads_synth.data.tiling import apply_tiled
 from ads_synth.errors import InputError
 from ads_synth.atomic import atomic_write_text
 from ads_synth.device import resolve_device
+from ads_synth.integrity import require_finite
 from ads_synth.translation.formats import is_run_dir, run_model_dir
 
 DIRECTIONS = ("L2U", "U2L")
@@ -132,6 +134,8 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         batch = apply_normalization(batch, params)
         xb = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
         yb = model.translate(xb, direction, seed=seed * 1_000_003 + done[0])
+        require_finite(yb, f"translation {direction} of tiles {done[0]}-{done[0] + len(batch) - 1}",
+                       "the translation model's weights are damaged or diverged: reinstall or retrain it.")
         done[0] += len(batch)
         return yb[:, 0].float().cpu().numpy()
 
@@ -157,7 +161,8 @@ def load_translation_model(path, device=None):
     Parameters
     ----------
     path : str or Path
-        A training run folder (its ``best/``, else ``last/``) or a folder written by ``save_pretrained``. Model
+        A training run folder (its ``best/``, else with a warning ``best.old/`` or ``last/``, see
+        :func:`ads_synth.translation.formats.run_model_dir`) or a folder written by ``save_pretrained``. Model
         card names are resolved by the command layer (:func:`ads_synth.commands._model_names.resolve_translation`).
     device : str or torch.device, optional
         Default CUDA when available.
