@@ -124,6 +124,7 @@ def run_pseudo_labels(
     pixel_size=None,
     progress=True,
     warn=warn_stderr,
+    allow_large=False,
 ) -> list:
     """Pseudo-label images or folders with the family's model for ``source -> target`` and ``strategy``.
 
@@ -148,6 +149,8 @@ def run_pseudo_labels(
         Show progress bars.
     warn : callable
         Receives each warning line (pixel size far outside the model's range, no GPU).
+    allow_large : bool
+        Read images over PIL's decompression-bomb limit (``--allow-large-images``).
 
     Returns
     -------
@@ -179,6 +182,7 @@ def run_pseudo_labels(
         device=device,
         progress=progress,
         pixel_size=pixel_size,
+        allow_large=allow_large,
     )
 
 

@@ -28,14 +28,16 @@ writes ``OUT/pseudo_labels/<strategy>/`` (``fold_<k>/`` per fold with ``per_fold
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ads_synth.data.datasets import find_samples
-from ads_synth.data.images import check_pixel_size, read_image
-from ads_synth.data.resample import rescale, resize_to, scale_factor
+from ads_synth.data.images import check_images, check_pixel_size, image_shape, pixel_size_source, read_image
+from ads_synth.data.normalize import is_blank
+from ads_synth.data.resample import check_working_size, rescale, rescaled_shape, resize_to, scale_factor
 from ads_synth.data.writers import (
     check_targets,
     segmentation_paths,
@@ -78,6 +80,8 @@ class OutputOptions:
     overwrite : bool
     skip_existing : bool
         Skip an image whose outputs all exist (resuming ``ads-synth pseudo``) instead of refusing.
+    allow_large : bool
+        Read images over PIL's decompression-bomb limit (``--allow-large-images``).
     """
 
     per_fold: bool = False
@@ -85,6 +89,7 @@ class OutputOptions:
     confidence_tiff: bool = False
     overwrite: bool = False
     skip_existing: bool = False
+    allow_large: bool = False
 
 
 @dataclass
@@ -150,6 +155,40 @@ def _write(label_map, confidence, fold_labels, job_image, paths, folds, pixel_si
     return written
 
 
+def _grids(job, strategy, model, work, shape):
+    """The ``(shape, pixel size, what)`` steps an image of ``shape`` is rescaled through for ``strategy``."""
+    steps = []
+    px = job.pixel_size
+    if strategy in ("adapt", "direct") and work is not None:
+        steps.append((shape, px, work["U"], "the translation model's U domain"))
+        shape, px = rescaled_shape(shape, scale_factor(px, work["U"])), work["L"]
+    if model.pixel_size is not None:
+        steps.append((shape, px, model.pixel_size, f"segmentation model {model.folder.name}"))
+        shape = rescaled_shape(shape, scale_factor(px, model.pixel_size))
+    return steps, shape
+
+
+def check_budget(jobs, models, work, given="--pixel-size") -> dict:
+    """Refuse (InputError) any image that would exceed the pixel budget on a model's grid; return the progress
+    units (tiles) per image: ``{image path: tiles}`` over every strategy and fold."""
+    tiles = {}
+    for job in jobs:
+        shape0 = image_shape(job.sample.image)
+        source = pixel_size_source(job.sample.image, given)
+        count = 0
+        for strategy, model in models.items():
+            steps, final = _grids(job, strategy, model, work, shape0)
+            for shape, px, dst, grid in steps:
+                check_working_size(shape, px, dst, what=str(job.sample.image), source=source, grid=grid)
+            count += model.tiles_per_fold(final) * model.n_folds if hasattr(model, "tiles_per_fold") else model.n_folds
+        tiles[str(job.sample.image)] = count
+    return tiles
+
+
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0):
     """Segment every job with every strategy in ``models`` (+ combined); return one record per image/strategy."""
     from tqdm.auto import tqdm
@@ -176,13 +215,18 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0):
         raise InputError(f"{targets[0].parent}: two images would write the same output files (same name); "
                          "rename one or give them separate output folders.")
     check_targets(targets, overwrite=overwrite)  # before anything is written
+    tiles = check_budget([job for job, _ in pending], models, work)
 
     records = []
-    total = len(pending) * sum(models[s].n_folds for s in strategies)
-    with tqdm(total=total, desc="pseudo labels", unit="fold", disable=not progress) as bar:
+    total = sum(tiles.values())  # the unit that takes the time: network tiles (tqdm estimates the time left)
+    with tqdm(total=total, desc="pseudo labels", unit="tile", disable=not progress) as bar:
         for job, paths in pending:
-            image = read_image(job.sample.image)
+            image = read_image(job.sample.image, allow_large=options.allow_large)
             shape, px = image.shape, job.pixel_size
+            blank = is_blank(image)
+            if blank:
+                _warn(f"{job.sample.image}: the image has no structure (all black, all white or flat); its pseudo "
+                      "labels are meaningless and their confidence is set to 0.")
             stats_here = {}
             for strategy in strategies:
                 bar.set_postfix_str(f"{job.sample.name} {strategy}")
@@ -200,6 +244,8 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0):
                 label_map, confidence = label_and_confidence(stats)
                 label_map = _finish_label(label_map, shape, px, options)
                 confidence = resize_to(confidence, shape, order=1)
+                if blank:
+                    confidence = np.zeros_like(confidence)
                 if fold_labels is not None:
                     fold_labels = [_finish_label(f, shape, px, options) for f in fold_labels]
                 files = _write(label_map, confidence, fold_labels, job.sample.image, paths[strategy],
@@ -211,6 +257,8 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0):
             if combine:
                 pooled = stats_here["tutor"].pooled(stats_here["adapt"])
                 label_map, confidence = label_and_confidence(pooled)
+                if blank:
+                    confidence = np.zeros_like(confidence)
                 if options.postprocess:
                     label_map = postprocess_label_map(label_map, pixel_size=px)
                 files = _write(label_map, confidence, None, job.sample.image, paths[COMBINED], [], px, overwrite)
@@ -233,8 +281,9 @@ def _record(job, strategy, folds, files, label_map, confidence):
     }
 
 
-def _samples(images, pixel_size):
-    """Samples of ``images`` (files / folders / datasets) with a pixel size each (``pixel_size`` fills gaps)."""
+def _samples(images, pixel_size, allow_large=False):
+    """Samples of ``images`` (files / folders / datasets) with a pixel size each (``pixel_size`` fills gaps);
+    every image is read once here, so that a corrupt one fails before anything is written."""
     if isinstance(images, (str, Path)):
         images = [images]
     samples = [s for item in images for s in find_samples(item)]
@@ -246,6 +295,7 @@ def _samples(images, pixel_size):
             raise InputError(f"{s.image}: no pixel size found; give it with --pixel-size (micrometres per pixel) "
                              "or write it into pixel_size_in_micrometer.txt beside the image.")
         out.append((s, px))
+    check_images([s.image for s, _ in out], allow_large=allow_large)
     return out
 
 
@@ -275,7 +325,8 @@ def _segmentation(segmentation, folds, device, use_mirroring, pixel_size):
 
 def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=None, overwrite=False, folds=None,
                         device=None, progress=True, pixel_size=None, per_fold=False, use_mirroring=False,
-                        postprocess=True, confidence_tiff=False, segmentation_pixel_size=None) -> list[dict]:
+                        postprocess=True, confidence_tiff=False, segmentation_pixel_size=None,
+                        allow_large=False) -> list[dict]:
     """Pseudo-label images with already-trained models (one strategy).
 
     Parameters
@@ -305,6 +356,8 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
         nnU-Net's test-time mirroring.
     segmentation_pixel_size : float, optional
         Working pixel size of a segmentation folder without ``ads_synth.json``.
+    allow_large : bool
+        Read images over PIL's decompression-bomb limit.
 
     Returns
     -------
@@ -314,7 +367,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     """
     _check_strategy(strategy)
     jobs = [_Job(s, px, {strategy: Path(out_dir) if out_dir is not None else None})
-            for s, px in _samples(images, pixel_size)]
+            for s, px in _samples(images, pixel_size, allow_large)]
     from ads_synth.device import resolve_device
 
     device = resolve_device(device)
@@ -323,7 +376,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
         translation_model = _translation(translation, device)
     model = _segmentation(segmentation, folds, device, use_mirroring, segmentation_pixel_size)
     options = OutputOptions(per_fold=per_fold, postprocess=postprocess, confidence_tiff=confidence_tiff,
-                            overwrite=overwrite)
+                            overwrite=overwrite, allow_large=allow_large)
     return _run_jobs(jobs, {strategy: model}, translation_model, options, progress=progress)
 
 
@@ -396,6 +449,9 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
     from ads_synth.translation.translate import working_pixel_sizes
 
     strategies = parse_strategies(strategies)
+    if min_confidence is not None and not (0.0 <= float(min_confidence) <= 1.0):  # NaN fails too
+        raise InputError(f"--min-confidence {min_confidence}: give a confidence between 0 and 1 (default "
+                         f"{DEFAULT_MIN_CONFIDENCE}).")
     settings = (settings or TrainSettings()).check()
     settings.progress = progress
     options = options or OutputOptions(skip_existing=True)
@@ -413,6 +469,11 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
         translation_model = _translation(translation, device)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another output folder.")
+    if translation_model is not None:  # every path reads the U images on U's working grid: check before training
+        u_px = working_pixel_sizes(translation_model, str(translation))["U"]
+        for s, px in jobs_samples:
+            check_working_size(image_shape(s.image), px, u_px, what=str(s.image),
+                               source=pixel_size_source(s.image), grid="the translation model's U domain")
 
     models_dir, work_dir = out / "models", out / "work" / "nnunet"
     model_dirs = {}
