@@ -139,7 +139,7 @@ def test_invalid_card_is_one_line_input_error(user_dir, mutate, message):
     with pytest.raises(InputError, match=message) as err:
         C.get_card("TEST2FAKE_tutor")
     assert str(card.path) in str(err.value) and "\n" not in str(err.value)
-    assert C.list_cards() == []  # skipped with a warning by the listing
+    assert "TEST2FAKE_tutor" not in [c.name for c in C.list_cards()]  # skipped with a warning by the listing
 
 
 def test_card_entry_must_be_named_like_its_file(user_dir):
