@@ -293,11 +293,12 @@ def _warn_broken(path, message):
         print(f"warning: {message} (card skipped; the other cards are still used)", file=sys.stderr)
 
 
-def list_cards(dirs=None) -> list:
+def list_cards(dirs=None, warn=True) -> list:
     """All cards in ``dirs`` (default :func:`model_dirs`); a card hides later ones of the same name.
 
     Returns the cards sorted by name. A card file that cannot be read is skipped with one warning line naming it
-    (so one broken file does not block the valid cards); :func:`get_card` reports it when asked for by name.
+    (so one broken file does not block the valid cards; ``warn=False``: no warning); :func:`get_card` reports it
+    when asked for by name.
     """
     found = {}
     _BROKEN.clear()
@@ -311,7 +312,8 @@ def list_cards(dirs=None) -> list:
                     found[path.stem] = load_card(path)
                 except InputError as err:
                     _BROKEN.setdefault(path.stem, str(err))
-                    _warn_broken(path, err)
+                    if warn:
+                        _warn_broken(path, err)
     return [found[name] for name in sorted(found)]
 
 
@@ -321,7 +323,7 @@ def _describe(cards):
 
 def get_card(name, dirs=None) -> ModelCard:
     """The card called ``name``; InputError listing the cards found when there is none."""
-    cards = list_cards(dirs)
+    cards = list_cards(dirs, warn=False)
     for card in cards:
         if card.name == name:
             return card
