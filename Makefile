@@ -1,5 +1,5 @@
 # Two commands for a fresh Linux machine (Python 3.11 or 3.12):
-#   make demo   set up .venv, pseudo-label the bundled demo SEM and BF images with the shipped models, morphometrics
+#   make demo   set up .venv, pseudo-label the bundled demo SEM and BF images with the shipped models, SEM morphometrics
 #   make test   set up .venv and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,7 +27,7 @@ demo: $(STAMP)
 	mkdir -p demo_output/bf
 	cp docs/demo/bf/$(BF_DEMO_IMAGE) docs/demo/bf/pixel_size_in_micrometer.txt demo_output/bf/
 	$(BIN)/axondeepseg -t BF --pseudo tutor -i demo_output/bf/$(BF_DEMO_IMAGE) --overwrite
-	@echo "Pseudo labels and morphometrics are in demo_output/ (SEM) and demo_output/bf/ (bright field)"
+	@echo "SEM pseudo labels and morphometrics are in demo_output/; bright-field pseudo labels in demo_output/bf/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

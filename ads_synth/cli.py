@@ -6,18 +6,18 @@ arguments and returning an exit code). Bad input raises :class:`ads_synth.errors
 line on stderr with exit code 2.
 """
 
-import argparse
 import importlib
 import sys
 
 from ads_synth import __version__
+from ads_synth.cli_parser import OneLineParser, print_error
 from ads_synth.commands import command_modules
-from ads_synth.errors import EXIT_BAD_INPUT, InputError
+from ads_synth.errors import EXIT_BAD_INPUT, InputError, os_error_line
 
 
 def build_parser():
     """Return the top-level argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ads-synth",
         description="Pseudo labels for unlabeled microscopy modalities by unpaired image translation "
         "(an AxonDeepSeg plugin).",
@@ -32,14 +32,25 @@ def build_parser():
 def main(argv=None):
     """Run the command line; return (and exit with) its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a bad option (one line from OneLineParser)
+        if argv is None:
+            raise
+        return stop.code or 0
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
         code = args.func(args) or 0
     except InputError as err:
-        print(f"ads-synth: error: {err}", file=sys.stderr)
+        print_error("ads-synth", err)
+        code = EXIT_BAD_INPUT
+    except OSError as err:  # a full disk, a quota, a read-only folder: one line, not a traceback
+        line = os_error_line(err)
+        if line is None:
+            raise
+        print_error("ads-synth", line)
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("ads-synth: interrupted", file=sys.stderr)

@@ -285,19 +285,45 @@ def load_card(path) -> ModelCard:
     return card_from_entry(path, str(name), entry)
 
 
-def list_cards(dirs=None) -> list:
+#: Card files skipped by the last :func:`list_cards` (card name -> the one-line reason), and those warned about.
+_BROKEN = {}
+_WARNED = set()
+
+
+def _warn_broken(path, message):
+    """One warning line on stderr per broken card file (and version of it) in a process."""
+    import sys
+
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        key = (str(path), None)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(f"warning: {message} (card skipped; the other cards are still used)", file=sys.stderr)
+
+
+def list_cards(dirs=None, warn=True) -> list:
     """All cards in ``dirs`` (default :func:`model_dirs`); a card hides later ones of the same name.
 
-    Returns the cards sorted by name. InputError for a card file that cannot be read.
+    Returns the cards sorted by name. A card file that cannot be read is skipped with one warning line naming it
+    (so one broken file does not block the valid cards; ``warn=False``: no warning); :func:`get_card` reports it
+    when asked for by name.
     """
     found = {}
+    _BROKEN.clear()
     for folder in dirs if dirs is not None else model_dirs():
         folder = Path(folder)
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.yaml")):
             if path.stem not in found:
-                found[path.stem] = load_card(path)
+                try:
+                    found[path.stem] = load_card(path)
+                except InputError as err:
+                    _BROKEN.setdefault(path.stem, str(err))
+                    if warn:
+                        _warn_broken(path, err)
     return [found[name] for name in sorted(found)]
 
 
@@ -307,10 +333,12 @@ def _describe(cards):
 
 def get_card(name, dirs=None) -> ModelCard:
     """The card called ``name``; InputError listing the cards found when there is none."""
-    cards = list_cards(dirs)
+    cards = list_cards(dirs, warn=False)
     for card in cards:
         if card.name == name:
             return card
+    if name in _BROKEN:
+        raise InputError(_BROKEN[name])
     raise InputError(
         f"no model card named {name!r}; available: {_describe(cards)} (see `ads-synth models list`)."
     )

@@ -137,8 +137,9 @@ def test_invalid_card_is_one_line_input_error(user_dir, mutate, message):
     mutate(data["TEST2FAKE_tutor"])
     card.path.write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match=message) as err:
-        C.list_cards()
+        C.get_card("TEST2FAKE_tutor")
     assert str(card.path) in str(err.value) and "\n" not in str(err.value)
+    assert "TEST2FAKE_tutor" not in [c.name for c in C.list_cards()]  # skipped with a warning by the listing
 
 
 def test_card_entry_must_be_named_like_its_file(user_dir):

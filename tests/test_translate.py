@@ -132,8 +132,10 @@ def test_translate_files_writes_images_and_pixel_sizes(model_dir, tmp_path):
     written = translate_files(model_dir, [src], out, "U2L", device="cpu", progress=False)
     assert [p.name for p in written] == ["a_U2L.png", "b_U2L.png"]
     assert np.asarray(Image.open(out / "b_U2L.png")).shape == (40, 30)
-    assert read_pixel_size(out / "a_U2L.png") == pytest.approx(0.05)
-    assert float((out / "pixel_size_in_micrometer.txt").read_text()) == pytest.approx(0.05)
+    # the physical pixel size (the input's grid and field of view); the target domain's scale in the sidecar
+    assert read_pixel_size(out / "a_U2L.png") == pytest.approx(0.1)
+    assert float((out / "pixel_size_in_micrometer.txt").read_text()) == pytest.approx(0.1)
+    assert json.loads((out / "a_U2L.json").read_text())["DomainPixelSize"] == pytest.approx(0.05)
     before = (out / "a_U2L.png").read_bytes()
     with pytest.raises(InputError, match="already exists"):
         translate_files(model_dir, [src], out, "U2L", device="cpu", progress=False)
@@ -148,7 +150,7 @@ def test_translate_files_writes_images_and_pixel_sizes(model_dir, tmp_path):
     mixed = tmp_path / "mixed"
     translate_files(model_dir, [src / "a.png", other / "c.png"], mixed, "U2L", device="cpu", progress=False)
     assert not (mixed / "pixel_size_in_micrometer.txt").exists()
-    assert read_pixel_size(mixed / "c_U2L.png") == pytest.approx(0.1)
+    assert read_pixel_size(mixed / "c_U2L.png") == pytest.approx(0.2)
     # missing pixel size: refused before anything is written
     nopx = tmp_path / "nopx"
     nopx.mkdir()
@@ -180,7 +182,8 @@ def test_cli_translate_exit_codes(model_dir, tmp_path, capsys):
     assert "--pixel-size" in capsys.readouterr().err
     assert cli_main(args + ["--pixel-size", "0.05", "--output-grid", "model"]) == 0
     assert np.asarray(Image.open(tmp_path / "o" / "x_L2U.png")).shape == (30, 40)
-    assert float((tmp_path / "o" / "pixel_size_in_micrometer.txt").read_text()) == pytest.approx(0.1)
+    # on the model grid the output's pixels are L's working pixels (0.05 um); the U domain's scale is 0.1
+    assert float((tmp_path / "o" / "pixel_size_in_micrometer.txt").read_text()) == pytest.approx(0.05)
 
 
 def test_translate_cli_takes_a_model_card_name(tmp_path):

@@ -29,8 +29,8 @@ def register(subparsers):
         "translate",
         help="translate images between the two modalities of a SynDiff model",
         description="Translate whole images (any size; overlapping tiles with cosine blending) and write "
-        "<stem>_<direction>.png (8-bit) with its effective pixel size (a <stem>_<direction>.json sidecar, and "
-        "pixel_size_in_micrometer.txt when all outputs share one).",
+        "<stem>_<direction>.png (8-bit) with its physical pixel size (a <stem>_<direction>.json sidecar, and "
+        "pixel_size_in_micrometer.txt when all outputs share one), as morphometrics need it.",
     )
     p.add_argument("--model", required=True,
                    help="training run folder, its best/ or last/ folder, or a model card name (ads-synth models list)")

@@ -54,7 +54,11 @@ def run(args):
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) and trainer is not None:
-        print(f"ads-synth: trained {trainer.step} steps; models in {args.out}/best and {args.out}/last")
+        from pathlib import Path
+
+        saved = [f"{args.out}/{name}" for name in ("best", "last") if (Path(args.out) / name).is_dir()]
+        where = f"models in {' and '.join(saved)}" if saved else "no model saved yet (best/ needs scoring, --eval-every)"
+        print(f"ads-synth: trained {trainer.step} steps; {where}")
     return 0
 
 

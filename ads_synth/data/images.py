@@ -167,9 +167,11 @@ def _gray_to_uint(img):
         return ((img.astype(np.float64) - lo) / (hi - lo) * 65535 + 0.499999999).astype(np.uint16)
     # floating point: imageio's image_as_uint rule, at 16 bits to keep the precision
     img = img.astype(np.float64)
-    lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError("the image has non-finite values")
+    bad = int(np.count_nonzero(~np.isfinite(img)))
+    if bad:  # NaN / inf would be cast to arbitrary integers (numpy's RuntimeWarning): refuse them
+        raise ValueError(f"{bad:,} of its {img.size:,} pixels are not finite numbers (NaN or infinity); replace "
+                         "them (e.g. with the background value)")
+    lo, hi = float(img.min()), float(img.max())
     if hi == lo:
         return np.full(img.shape, min(max(lo, 0), 65535), np.uint16)
     if lo >= 0 and hi <= 1:
@@ -343,6 +345,17 @@ def read_image(path, allow_large=False) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
+def check_images(paths, allow_large=False) -> list:
+    """Read every image once, so that a missing, corrupt or truncated one fails before anything is written.
+
+    Returns the ``(height, width)`` of each image, in order. One image is held in memory at a time.
+    """
+    shapes = []
+    for path in paths:
+        shapes.append(tuple(read_image(path, allow_large=allow_large).shape))
+    return shapes
+
+
 def read_label(path) -> np.ndarray:
     """Read a label image as a 2-D array of its stored values (no contrast stretch, unlike :func:`read_image`).
 
@@ -488,6 +501,11 @@ def bids_folders(path) -> list:
 
 def _sidecar_pixel_size(path):
     """Pixel size from ``<stem>.json`` or an inherited BIDS sidecar, or None."""
+    return _sidecar_pixel_size_and_file(path)[0]
+
+
+def _sidecar_pixel_size_and_file(path):
+    """``(pixel size, sidecar file)`` from ``<stem>.json`` or an inherited BIDS sidecar, or ``(None, None)``."""
     path = Path(path)
     stem = _stem(path)
     candidates = [path.parent / f"{stem}.json"]
@@ -525,8 +543,8 @@ def _sidecar_pixel_size(path):
                 raise InputError(f"{js}: PixelSize is empty; write it as [x, y] in micrometres.")
             value = value[0]
         factor = _unit_factor(meta.get("PixelSizeUnits", "um"), js)
-        return check_pixel_size(value, js) * factor
-    return None
+        return check_pixel_size(value, js) * factor, js
+    return None, None
 
 
 def _tiff_pixel_size(path):
@@ -593,16 +611,39 @@ def read_pixel_size(path) -> float | None:
     ``pixel_size_in_micrometer.txt`` beside the image, TIFF / OME-TIFF resolution tags. A source with an invalid
     value (zero, negative, not a number) raises :class:`InputError`.
     """
+    return find_pixel_size(path)[0]
+
+
+def find_pixel_size(path) -> tuple:
+    """``(micrometres per pixel, where it was read)`` for the image at ``path``, or ``(None, None)``.
+
+    The same sources and order as :func:`read_pixel_size`; the second item names the file (a BIDS sidecar,
+    ``pixel_size_in_micrometer.txt``) or ``'<image> (TIFF tags)'``, for messages that say where a value came from.
+    """
     path = Path(path)
-    value = _sidecar_pixel_size(path)
+    value, sidecar = _sidecar_pixel_size_and_file(path)
     if value is not None:
-        return value
+        return value, str(sidecar)
     txt = path.parent / PIXEL_SIZE_FILE
     if txt.is_file():
-        return read_pixel_size_file(txt)
+        return read_pixel_size_file(txt), str(txt)
     if _is_tiff(path) and path.is_file():
-        return _tiff_pixel_size(path)
-    return None
+        value = _tiff_pixel_size(path)
+        if value is not None:
+            return value, f"{path} (TIFF tags)"
+    return None, None
+
+
+def pixel_size_source(path, given=None) -> str:
+    """Where the pixel size of the image at ``path`` comes from: its own file or tags, else ``given``'s option.
+
+    ``given`` names the option that supplies a pixel size for images without one (e.g. ``'--pixel-size'``).
+    """
+    try:
+        source = find_pixel_size(path)[1]
+    except InputError:
+        source = None
+    return source or given or "--pixel-size"
 
 
 def require_pixel_size(path, value=None) -> float:

@@ -94,3 +94,17 @@ def denormalize(x, params) -> np.ndarray:
         np.clip(y, info.min, info.max, out=y)
         return y.astype(dtype)
     return y.astype(dtype, copy=False)
+
+
+#: An image whose 0.5-99.5 percentile range spans less than this fraction of its dtype's range (uint8: about 5
+#: grey levels) has no structure to segment: all black, all white, or flat.
+MIN_CONTRAST = 0.02
+
+
+def is_blank(img, min_contrast=MIN_CONTRAST) -> bool:
+    """True for an image without structure: its 0.5-99.5 percentile range (the range :func:`normalize` stretches
+    to [-1, 1]) is below ``min_contrast`` of the dtype's range (of 1.0 for float images)."""
+    img = np.asarray(img)
+    lo, hi = _percentiles(img, (0.5, 99.5))
+    full = float(np.iinfo(img.dtype).max - np.iinfo(img.dtype).min) if np.issubdtype(img.dtype, np.integer) else 1.0
+    return (hi - lo) < min_contrast * full

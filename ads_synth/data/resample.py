@@ -8,9 +8,84 @@ Arrays are 2-D ``(H, W)`` or channel-first ``(C, H, W)`` (each channel resampled
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 from ads_synth.errors import InputError
+
+#: Largest image, in megapixels, that a command rescales to a model's working pixel size (about 1.6 GB as float32);
+#: the environment variable ``ADS_SYNTH_MAX_MEGAPIXELS`` changes it.
+MAX_WORKING_MEGAPIXELS = 400.0
+BUDGET_ENV = "ADS_SYNTH_MAX_MEGAPIXELS"
+#: Smallest side, in pixels, of an image on a working grid.
+MIN_WORKING_SIDE = 8
+
+
+def pixel_budget() -> float:
+    """The pixel budget in megapixels: ``$ADS_SYNTH_MAX_MEGAPIXELS``, else :data:`MAX_WORKING_MEGAPIXELS`."""
+    value = os.environ.get(BUDGET_ENV, "").strip()
+    if not value:
+        return MAX_WORKING_MEGAPIXELS
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = math.nan
+    if not (math.isfinite(budget) and budget > 0):
+        raise InputError(f"${BUDGET_ENV}={value!r}: give a positive number of megapixels, e.g. 400.")
+    return budget
+
+
+def check_working_size(shape, src_px, dst_px, *, what="the image", source=None, grid="the working grid",
+                       total=0.0) -> tuple:
+    """Refuse, before any work, an image that would not fit the pixel budget (or shrink below 8 px a side).
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(height, width)`` of the image at ``src_px``.
+    src_px, dst_px : float
+        The image's pixel size and the working pixel size it is rescaled to (micrometres per pixel).
+    what : str
+        The image (its path), for the message.
+    source : str, optional
+        Where ``src_px`` was read (a file, an option); named in the message.
+    grid : str
+        What works at ``dst_px`` (e.g. ``"model TEM2SEM_tutor"``).
+    total : float
+        Pixels already taken by other images held at the same time (e.g. a training domain); counted in.
+
+    Returns
+    -------
+    (int, int)
+        The rescaled ``(height, width)``.
+
+    Raises
+    ------
+    InputError
+        One line: the size the image would have, the pixel size and where it was read, the budget.
+    """
+    h, w = int(shape[-2]), int(shape[-1])
+    factor = float(src_px) / float(dst_px)
+    new_h, new_w = h * factor, w * factor
+    read = f" read from {source}" if source else ""
+    hint = ("check the pixel size (micrometres per pixel: nanometres given as micrometres, or the reverse, are "
+            "1000x off)")
+    budget = pixel_budget()
+    pixels = new_h * new_w
+    if not math.isfinite(pixels) or (pixels + total) > budget * 1e6:
+        size = (f"{new_w:,.0f} x {new_h:,.0f} px ({pixels / 1e6:,.0f} Mpx)" if math.isfinite(pixels)
+                else f"{new_w:.3g} x {new_h:.3g} px")
+        held = f" with {total / 1e6:,.0f} Mpx of other images" if total else ""
+        raise InputError(
+            f"{what}: {w} x {h} px at {float(src_px):g} um/px{read} would be {size} at the {float(dst_px):g} um/px "
+            f"of {grid}{held}, over the pixel budget of {budget:g} Mpx; {hint}, or raise ${BUDGET_ENV}.")
+    if min(new_h, new_w) < MIN_WORKING_SIDE - 0.5:
+        raise InputError(
+            f"{what}: {w} x {h} px at {float(src_px):g} um/px{read} would be {new_w:.3g} x {new_h:.3g} px at the "
+            f"{float(dst_px):g} um/px of {grid}, smaller than {MIN_WORKING_SIDE} px a side; {hint}.")
+    return max(1, int(round(new_h))), max(1, int(round(new_w)))
 
 
 def scale_factor(src_px, dst_px) -> float:

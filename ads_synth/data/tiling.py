@@ -86,6 +86,8 @@ def axis_windows(starts, tile):
 def _progress(total, enabled, desc):
     if not enabled:
         return None
+    if hasattr(enabled, "update"):  # the caller's bar (e.g. over every tile of a whole run): not closed here
+        return enabled
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is installed with ADS
@@ -132,7 +134,7 @@ def apply_tiled(image, fn, tile, overlap, batch_size=4, out=None, progress=True,
     batch_size : tiles per ``fn`` call (batches do not cross tile rows).
     out : optional preallocated output (e.g. a ``np.memmap``) of shape ``(H, W)`` or ``(C, H, W)`` (or the shape
         ``postprocess`` produces); written row block by row block.
-    progress : show a tqdm bar over tiles.
+    progress : show a tqdm bar over tiles; or a tqdm bar (anything with ``update``) to advance by one per tile.
     postprocess : optional callable applied to each finished block of rows, a float32 ``(rows, W)`` or
         ``(C, rows, W)`` array, returning the array to store (e.g. ``uint8`` values or an argmax label map
         ``(rows, W)``); the output takes its dtype and leading shape.
@@ -234,6 +236,6 @@ def apply_tiled(image, fn, tile, overlap, batch_size=4, out=None, progress=True,
                     bar.update(len(cols))
         finish(th, top)
     finally:
-        if bar is not None:
+        if bar is not None and bar is not progress:
             bar.close()
     return state["out"]

@@ -18,12 +18,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ads_synth.cli_parser import OneLineParser, print_error
 from ads_synth.segmentation.strategies import list_strategies
 
 PROG = "axondeepseg"
 #: Options that switch ``axondeepseg`` into pseudo-label mode.
 PSEUDO_TRIGGERS = ("-t", "--target", "--pseudo")
 _HELP = ("-h", "--help")
+#: The one line added under AxonDeepSeg's own ``axondeepseg -h`` (its help is otherwise unchanged).
+HELP_EPILOG = ("ads-synth plugin: -t/--target MODALITY with --pseudo {tutor,adapt,proxy} makes pseudo labels for an "
+               "unlabeled modality; see `axondeepseg --pseudo --help`.")
 
 
 def wants_pseudo(argv) -> bool:
@@ -77,12 +81,16 @@ def add_pseudo_arguments(parser, strategy_flags=("--pseudo",), modality_flags=("
         "-o", "--out-dir", dest="out_dir", default=None, metavar="DIR",
         help="write the outputs here instead of beside each image",
     )
+    parser.add_argument(
+        "--allow-large-images", dest="allow_large", action="store_true",
+        help="read images over PIL's decompression-bomb limit (AxonDeepSeg's option of the same name)",
+    )
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``axondeepseg`` in pseudo-label mode."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         allow_abbrev=False,
         description="Pseudo labels for an unlabeled modality (ads-synth). Without -t/--pseudo, axondeepseg is "
@@ -113,12 +121,21 @@ def run_from_args(args, prog, extension_exit=1) -> int:
             out_dir=args.out_dir,
             pixel_size=args.pixel_size,
             progress=args.verbose >= 1 or sys.stderr.isatty(),
+            allow_large=getattr(args, "allow_large", False),
         )
     except ExtensionError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print_error(prog, err)
         return extension_exit
     except InputError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print_error(prog, err)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # a full disk, a quota, a read-only folder: one line, not a traceback
+        from ads_synth.errors import os_error_line
+
+        line = os_error_line(err)
+        if line is None:
+            raise
+        print_error(prog, line)
         return EXIT_BAD_INPUT
     return 0
 
@@ -129,20 +146,37 @@ def pseudo_main(argv) -> int:
     if any(a in _HELP for a in argv):
         parser.print_help()
         return 0
-    args = parser.parse_args(argv)
-    if args.model is not None:
-        parser.error(
-            "-m/--model chooses an AxonDeepSeg model; with --pseudo the model comes from the model card "
-            "(see `ads-synth models list`): drop -m or -t/--pseudo"
-        )
+    try:
+        args = parser.parse_args(argv)
+        if args.model is not None:
+            parser.error(
+                "-m/--model chooses an AxonDeepSeg model; with --pseudo the model comes from the model card "
+                "(see `ads-synth models list`): drop -m or -t/--pseudo"
+            )
+    except SystemExit as stop:  # one line from OneLineParser
+        return stop.code or 0
     return run_from_args(args, PROG)
 
 
 def delegate(argv=None):
-    """Hand the command line to AxonDeepSeg's own ``axondeepseg`` (``AxonDeepSeg.segment.main``), untouched."""
+    """Hand the command line to AxonDeepSeg's own ``axondeepseg`` (``AxonDeepSeg.segment.main``), untouched.
+
+    Its help (``-h``/``--help``) gets one more line, :data:`HELP_EPILOG`, that names the plugin's options.
+    """
     from AxonDeepSeg.segment import main as ads_main
 
-    return ads_main(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    options = args[: args.index("--")] if "--" in args else args
+    if not any(a in _HELP for a in options):
+        return ads_main(argv)
+    try:
+        result = ads_main(argv)
+    except SystemExit as stop:
+        if stop.code in (0, None):
+            sys.stdout.flush()
+            print(HELP_EPILOG)
+        raise
+    return result
 
 
 def main(argv=None):

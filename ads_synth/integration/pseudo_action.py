@@ -112,6 +112,32 @@ def pixel_size_warnings(card, images, pixel_size=None) -> list:
     return messages
 
 
+def check_inputs(card, images, pixel_size=None, allow_large=False):
+    """Read every image once and check it against the pixel budget on the card's U grid, before any warning or work.
+
+    Every path of a card first rescales a U image to the translation model's U working pixel size (the tutorship and
+    proxy models work there too), so one check covers them. InputError (one line) for a corrupt image or one that
+    would exceed the budget (:func:`ads_synth.data.resample.check_working_size`).
+    """
+    import json
+
+    from ads_synth.data.images import check_images, pixel_size_source
+    from ads_synth.data.resample import check_working_size
+
+    shapes = check_images(images, allow_large=allow_large)
+    try:
+        config = json.loads((Path(card.translation) / "config.json").read_text(encoding="utf-8"))
+        work_u = float(config["extra"]["pixel_size"]["U"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # reported when the model loads
+    for image, shape in zip(images, shapes):
+        value = read_pixel_size(image)
+        value = value if value is not None else pixel_size
+        if value is not None:
+            check_working_size(shape, value, work_u, what=str(image), source=pixel_size_source(image),
+                               grid=f"model {card.name}")
+
+
 def run_pseudo_labels(
     paths,
     *,
@@ -125,6 +151,7 @@ def run_pseudo_labels(
     pixel_size=None,
     progress=True,
     warn=warn_stderr,
+    allow_large=False,
 ) -> list:
     """Pseudo-label images or folders with the family's model for ``source -> target`` and ``strategy``.
 
@@ -149,6 +176,8 @@ def run_pseudo_labels(
         Show progress bars.
     warn : callable
         Receives each warning line (pixel size far outside the model's range, no GPU).
+    allow_large : bool
+        Read images over PIL's decompression-bomb limit (``--allow-large-images``).
 
     Returns
     -------
@@ -165,6 +194,7 @@ def run_pseudo_labels(
     require_verified_card(card)  # sha256 of every file (cached by size and mtime): damaged weights stop here
     if pixel_size is not None:
         pixel_size = check_pixel_size(pixel_size, "--pixel-size")
+    check_inputs(card, images, pixel_size, allow_large)
     device = device_for_gpu(gpu_id, warn)
     for message in pixel_size_warnings(card, images, pixel_size):
         warn(message)
@@ -181,6 +211,7 @@ def run_pseudo_labels(
         device=device,
         progress=progress,
         pixel_size=pixel_size,
+        allow_large=allow_large,
     )
 
 

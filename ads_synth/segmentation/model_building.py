@@ -296,7 +296,8 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
         (raw / _SOURCE_FILE).write_text(json.dumps(source, indent=2), encoding="utf-8")
     log = work_dir / "nnunet_log.txt"
     plan_and_preprocess(folders, dataset_id, configuration=configuration, compact=settings.compact_plan(),
-                        num_processes=settings.num_processes, log_file=log, verbose=settings.verbose)
+                        num_processes=settings.num_processes, log_file=log, verbose=settings.verbose,
+                        progress=settings.progress)
     full_info = {
         **info,
         "trainer": settings.trainer,

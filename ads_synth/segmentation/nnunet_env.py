@@ -100,7 +100,7 @@ def import_nnunet():
 
 
 @contextlib.contextmanager
-def quiet(log_file=None, enabled=True):
+def quiet(log_file=None, enabled=True, stderr=False):
     """Send what nnU-Net prints on stdout to ``log_file`` (appended) or nowhere, for the duration.
 
     nnU-Net reports with ``print``; the command line shows tqdm progress bars on stderr instead.
@@ -111,6 +111,8 @@ def quiet(log_file=None, enabled=True):
         File that receives the output; discarded when None.
     enabled : bool
         False leaves stdout alone (verbose runs).
+    stderr : bool
+        Also send stderr there: nnU-Net's own tqdm bars (fingerprint, preprocessing), for runs without progress.
     """
     if not enabled:
         yield
@@ -121,7 +123,8 @@ def quiet(log_file=None, enabled=True):
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         target = open(log_file, "a", encoding="utf-8")
     try:
-        with contextlib.redirect_stdout(target):
+        with contextlib.redirect_stdout(target), (contextlib.redirect_stderr(target) if stderr
+                                                   else contextlib.nullcontext()):
             yield
     finally:
         target.close()

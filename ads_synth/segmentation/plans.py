@@ -111,7 +111,7 @@ def _preprocessed_complete(folders, name, configuration) -> bool:
 
 
 def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION, compact=None, num_processes=2,
-                        log_file=None, verbose=False) -> dict:
+                        log_file=None, verbose=False, progress=True) -> dict:
     """Fingerprint, plan and preprocess raw dataset ``dataset_id`` with nnU-Net's API; skip what is done.
 
     Parameters
@@ -129,6 +129,8 @@ def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION
         Receives nnU-Net's printed output.
     verbose : bool
         Print nnU-Net's output instead.
+    progress : bool
+        Show nnU-Net's progress bars (fingerprint, preprocessing); False sends them to ``log_file`` too.
 
     Returns
     -------
@@ -147,7 +149,7 @@ def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION
 
     name = convert_id_to_dataset_name(dataset_id)
     path = plans_file(folders, name)
-    with quiet(log_file, enabled=not verbose):
+    with quiet(log_file, enabled=not verbose, stderr=not progress):  # nnU-Net's bars are on stderr
         if path.is_file():
             plans = json.loads(path.read_text(encoding="utf-8"))
         else:

@@ -231,6 +231,16 @@ class SegmentationModel:
     def patch_size(self):
         return tuple(self._predictor.configuration_manager.patch_size)
 
+    def tiles_per_fold(self, shape) -> int:
+        """Sliding-window tiles (network passes, mirroring aside) one fold takes for an image of ``shape``
+        (``(H, W)`` on the model's grid): the unit that progress counts."""
+        from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+        patch = [int(p) for p in self.patch_size]
+        size = [max(int(n), p) for n, p in zip(tuple(shape)[-2:], patch)]
+        steps = compute_steps_for_sliding_window(size, patch, self._predictor.tile_step_size)
+        return int(np.prod([len(s) for s in steps]))
+
     def predict(self, image, per_fold=False, progress=None):
         """Per-fold softmax probabilities of ``image`` (on the model's grid already), as ensemble statistics.
 
@@ -241,7 +251,7 @@ class SegmentationModel:
         per_fold : bool
             Also return each fold's own label map.
         progress : tqdm, optional
-            Updated by one per fold.
+            Updated by one per sliding-window tile of each fold (:meth:`tiles_per_fold` per fold).
 
         Returns
         -------
@@ -250,7 +260,6 @@ class SegmentationModel:
             ``per_fold``, the folds' label maps (uint8, 0 / 1 / 2).
         """
         from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
-        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
         from ads_synth.segmentation.confidence import EnsembleStats
         from ads_synth.segmentation.nnunet_env import quiet
@@ -268,26 +277,46 @@ class SegmentationModel:
                                                p.configuration_manager, num_threads_in_multithreaded=1,
                                                verbose=False)
             item = next(adapter)
-            for k, params in enumerate(self._fold_parameters):
-                p.list_of_parameters = [params]
-                try:
-                    logits = p.predict_logits_from_preprocessed_data(item["data"]).cpu()
-                finally:
-                    p.list_of_parameters = self._fold_parameters
-                require_finite(logits, f"{self.folder}: the network's output (fold {self.folds[k]})",
-                               "its weights are damaged or diverged: reinstall or retrain the model.")
-                _, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
-                    logits, p.plans_manager, p.configuration_manager, p.label_manager, item["data_properties"],
-                    return_probabilities=True, num_threads_torch=1)
-                del logits
-                probs = np.asarray(probs, dtype=np.float32)[:, 0]  # (C, 1, H, W) -> (C, H, W)
-                own = stats.add(probs[self._channels])
-                if per_fold:
-                    fold_labels.append(own)
-                if progress is not None:
+            run_tile = p._internal_maybe_mirror_and_predict
+            if progress is not None:  # one update per tile (nnU-Net calls this once per sliding window)
+                def counted(x):
+                    out = run_tile(x)
                     progress.update(1)
+                    return out
+
+                p._internal_maybe_mirror_and_predict = counted
+                shape = getattr(item["data"], "shape", image.shape)
+                change = (self.tiles_per_fold(shape) - self.tiles_per_fold(image.shape)) * self.n_folds
+                if change and getattr(progress, "total", None) is not None:
+                    progress.total += change  # nnU-Net cropped the image's zero border: fewer tiles
+            try:
+                self._predict_folds(item, stats, fold_labels)
+            finally:
+                p.__dict__.pop("_internal_maybe_mirror_and_predict", None)
         p.list_of_parameters = self._fold_parameters
         return stats, fold_labels
+
+    def _predict_folds(self, item, stats, fold_labels):
+        """Each fold's probabilities of the preprocessed ``item`` into ``stats`` (and ``fold_labels``)."""
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+        p = self._predictor
+        for k, params in enumerate(self._fold_parameters):
+            p.list_of_parameters = [params]
+            try:
+                logits = p.predict_logits_from_preprocessed_data(item["data"]).cpu()
+            finally:
+                p.list_of_parameters = self._fold_parameters
+            require_finite(logits, f"{self.folder}: the network's output (fold {self.folds[k]})",
+                           "its weights are damaged or diverged: reinstall or retrain the model.")
+            _, probs = convert_predicted_logits_to_segmentation_with_correct_shape(
+                logits, p.plans_manager, p.configuration_manager, p.label_manager, item["data_properties"],
+                return_probabilities=True, num_threads_torch=1)
+            del logits
+            probs = np.asarray(probs, dtype=np.float32)[:, 0]  # (C, 1, H, W) -> (C, H, W)
+            own = stats.add(probs[self._channels])
+            if fold_labels is not None:
+                fold_labels.append(own)
 
 
 def load_segmentation_model(folder, folds=None, device=None, use_mirroring=False, pixel_size=None):

@@ -25,14 +25,16 @@ use it). Training (``ads-synth pseudo``: :func:`~ads_synth.segmentation.pseudo_t
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ads_synth.data.datasets import find_samples
-from ads_synth.data.images import read_image
-from ads_synth.data.resample import rescale_to_pixel_size, resize_to
+from ads_synth.data.images import check_images, image_shape, pixel_size_source, read_image
+from ads_synth.data.normalize import is_blank
+from ads_synth.data.resample import check_working_size, rescale_to_pixel_size, rescaled_shape, resize_to, scale_factor
 from ads_synth.data.writers import (
     check_targets,
     float_tiff_writer,
@@ -67,6 +69,8 @@ class OutputOptions:
     overwrite : bool
     skip_existing : bool
         Skip an image whose outputs all exist (resuming ``ads-synth pseudo``) instead of refusing.
+    allow_large : bool
+        Read images over PIL's decompression-bomb limit (``--allow-large-images``).
     """
 
     per_fold: bool = False
@@ -74,6 +78,7 @@ class OutputOptions:
     confidence_tiff: bool = False
     overwrite: bool = False
     skip_existing: bool = False
+    allow_large: bool = False
 
 
 @dataclass
@@ -146,6 +151,41 @@ def _source_image(strategy, image, px, translation_model, work, reference, seed)
     return image, px
 
 
+def _grids(job, strategy, model, work, shape):
+    """The ``(shape, pixel size, target pixel size, what)`` steps an image of ``shape`` is rescaled through for
+    ``strategy`` (see the module docstring), and its final shape on the model's grid."""
+    steps = []
+    px = job.pixel_size
+    if (strategy.translate is not None or strategy.on_translation_grid) and work is not None:
+        steps.append((shape, px, work["U"], "the translation model's U domain"))
+        shape, px = rescaled_shape(shape, scale_factor(px, work["U"])), work["L"]
+    if model.pixel_size is not None:
+        steps.append((shape, px, model.pixel_size, f"segmentation model {model.folder.name}"))
+        shape = rescaled_shape(shape, scale_factor(px, model.pixel_size))
+    return steps, shape
+
+
+def check_budget(jobs, models, work, given="--pixel-size") -> dict:
+    """Refuse (InputError) any image that would exceed the pixel budget on a model's grid; return the progress
+    units (tiles) per image: ``{image path: tiles}`` over every strategy and fold."""
+    tiles = {}
+    for job in jobs:
+        shape0 = image_shape(job.sample.image)
+        source = pixel_size_source(job.sample.image, given)
+        count = 0
+        for name, model in models.items():
+            steps, final = _grids(job, get_strategy(name), model, work, shape0)
+            for shape, px, dst, grid in steps:
+                check_working_size(shape, px, dst, what=str(job.sample.image), source=source, grid=grid)
+            count += model.tiles_per_fold(final) * model.n_folds if hasattr(model, "tiles_per_fold") else model.n_folds
+        tiles[str(job.sample.image)] = count
+    return tiles
+
+
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
 @locked_jobs
 def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, reference=None):
     """Segment every job with every strategy in ``models`` (+ pooled ones); return one record per image/strategy.
@@ -182,10 +222,15 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, r
     check_targets(targets, overwrite=overwrite)  # before anything is written
 
     records = []
-    total = len(pending) * sum(models[s].n_folds for s in names)
-    with tqdm(total=total, desc="pseudo labels", unit="fold", disable=not progress) as bar:
+    tiles = check_budget([job for job, _ in pending], models, work)
+    total = sum(tiles.values())  # the unit that takes the time: network tiles (tqdm estimates the time left)
+    with tqdm(total=total, desc="pseudo labels", unit="tile", disable=not progress) as bar:
         for job, paths in pending:
-            image = read_image(job.sample.image)
+            image = read_image(job.sample.image, allow_large=options.allow_large)
+            blank = is_blank(image)
+            if blank:
+                _warn(f"{job.sample.image}: the image has no structure (all black, all white or flat); its pseudo "
+                      "labels are meaningless and their confidence is set to 0.")
             shape, px = image.shape, job.pixel_size
             stats_here = {}
             for name in names:
@@ -197,6 +242,8 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, r
                 label_map, confidence = label_and_confidence(stats)
                 label_map = _finish_label(label_map, shape, px, options)
                 confidence = resize_to(confidence, shape, order=1)
+                if blank:
+                    confidence = np.zeros_like(confidence)
                 if fold_labels is not None:
                     fold_labels = [_finish_label(f, shape, px, options) for f in fold_labels]
                 files = _write(label_map, confidence, fold_labels, job.sample.image, paths[name],
@@ -210,6 +257,8 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, r
                 for other in p.pooled_from[1:]:
                     stats = stats.pooled(stats_here[other])
                 label_map, confidence = label_and_confidence(stats)
+                if blank:
+                    confidence = np.zeros_like(confidence)
                 if options.postprocess:
                     label_map = postprocess_label_map(label_map, pixel_size=px)
                 files = _write(label_map, confidence, None, job.sample.image, paths[p.name], [], px, overwrite)
@@ -232,14 +281,17 @@ def _record(job, strategy, folds, files, label_map, confidence):
     }
 
 
-def _samples(images, pixel_size):
-    """Samples of ``images`` (files / folders / datasets) with a pixel size each (``pixel_size`` fills gaps)."""
+def _samples(images, pixel_size, allow_large=False):
+    """Samples of ``images`` (files / folders / datasets) with a pixel size each (``pixel_size`` fills gaps);
+    every image is read once here, so that a corrupt one fails before anything is written."""
     from ads_synth.data.datasets import sample_pixel_sizes
 
     if isinstance(images, (str, Path)):
         images = [images]
     samples = [s for item in images for s in find_samples(item)]
-    return list(zip(samples, sample_pixel_sizes(samples, pixel_size)))
+    out = list(zip(samples, sample_pixel_sizes(samples, pixel_size)))
+    check_images([s.image for s, _ in out], allow_large=allow_large)
+    return out
 
 
 def _translation(translation, device):
@@ -269,7 +321,7 @@ def _segmentation(segmentation, folds, device, use_mirroring, pixel_size):
 def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=None, overwrite=False, folds=None,
                         device=None, progress=True, pixel_size=None, per_fold=False, use_mirroring=False,
                         postprocess=True, confidence_tiff=False, segmentation_pixel_size=None,
-                        intensity_reference=None) -> list[dict]:
+                        intensity_reference=None, allow_large=False) -> list[dict]:
     """Pseudo-label images with already-trained models (one strategy).
 
     Parameters
@@ -304,6 +356,8 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     intensity_reference : str or Path or array, optional
         L's intensity quantiles for a strategy that needs them (``histmatch``): a JSON file, or default the
         segmentation model folder's ``intensity_reference.json`` (:mod:`ads_synth.data.intensity`).
+    allow_large : bool
+        Read images over PIL's decompression-bomb limit.
 
     Returns
     -------
@@ -313,7 +367,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     """
     chosen = get_strategy(strategy)
     jobs = [_Job(s, px, {strategy: Path(out_dir) if out_dir is not None else None})
-            for s, px in _samples(images, pixel_size)]
+            for s, px in _samples(images, pixel_size, allow_large)]
     from ads_synth.device import resolve_device
 
     device = resolve_device(device)
@@ -323,7 +377,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     reference = _reference(chosen, intensity_reference, segmentation)
     model = _segmentation(segmentation, folds, device, use_mirroring, segmentation_pixel_size)
     options = OutputOptions(per_fold=per_fold, postprocess=postprocess, confidence_tiff=confidence_tiff,
-                            overwrite=overwrite)
+                            overwrite=overwrite, allow_large=allow_large)
     return _run_jobs(jobs, {strategy: model}, translation_model, options, progress=progress, reference=reference)
 
 

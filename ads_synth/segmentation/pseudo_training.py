@@ -98,6 +98,9 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
     from ads_synth.translation.translate import working_pixel_sizes
 
     chosen = [get_strategy(name) for name in parse_strategies(strategies)]
+    if min_confidence is not None and not (0.0 <= float(min_confidence) <= 1.0):  # NaN fails too
+        raise InputError(f"--min-confidence {min_confidence}: give a confidence between 0 and 1 (default "
+                         f"{DEFAULT_MIN_CONFIDENCE}).")
     settings = (settings or TrainSettings()).check()
     settings.progress = progress
     options = options or OutputOptions(skip_existing=True)
@@ -119,6 +122,14 @@ def run_pseudo(strategies, labeled, unlabeled, translation, out, *, settings=Non
         translation_model = _translation(translation, device)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another output folder.")
+    if translation_model is not None:  # every path reads the U images on U's working grid: check before training
+        from ads_synth.data.images import image_shape, pixel_size_source
+        from ads_synth.data.resample import check_working_size
+
+        u_px = working_pixel_sizes(translation_model, str(translation))["U"]
+        for s, px in jobs_samples:
+            check_working_size(image_shape(s.image), px, u_px, what=str(s.image),
+                               source=pixel_size_source(s.image), grid="the translation model's U domain")
 
     models_dir, work_dir = out / "models", out / "work" / "nnunet"
     model_dirs = {}

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ads_synth.data.datasets import sample_pixel_sizes  # noqa: F401 (re-exported)
-from ads_synth.data.images import read_image
+from ads_synth.data.images import image_shape, pixel_size_source, read_image
 from ads_synth.data.normalize import normalize
-from ads_synth.data.resample import rescale_to_pixel_size
+from ads_synth.data.resample import check_working_size, rescale_to_pixel_size
 from ads_synth.errors import InputError
 
 #: A tile whose standard deviation (in normalised units, range 2) is below this is redrawn (up to
@@ -97,6 +97,12 @@ def load_domain(samples, pixel_sizes, work_pixel_size, min_side=None):
     -------
     DomainImages
     """
+    held = 0.0  # the whole domain is held in memory: refuse, before reading any image, one over the pixel budget
+    for sample, px in zip(samples, pixel_sizes):
+        h, w = check_working_size(image_shape(sample.image), px, work_pixel_size, what=str(sample.image),
+                                  source=pixel_size_source(sample.image, "--source/--target-pixel-size"),
+                                  grid="its domain's working grid (--scale)", total=held)
+        held += h * w
     images, names, padded = [], [], []
     for sample, px in zip(samples, pixel_sizes):
         x, _ = normalize(read_image(sample.image))

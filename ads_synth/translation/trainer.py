@@ -557,6 +557,8 @@ def prepare_run(opts, resume=False):
     run_dir = Path(opts.out)
     if not str(opts.out):
         raise InputError("no run folder given; pass --out RUN_DIR.")
+    if opts.batch_size is not None and int(opts.batch_size) < 1:
+        raise InputError(f"--batch-size must be at least 1, got {opts.batch_size}.")
     config_path = run_dir / CONFIG_NAME
     if resume:
         if not config_path.is_file():
@@ -566,7 +568,8 @@ def prepare_run(opts, resume=False):
             raise InputError(f"{config_path}: not an ads-synth translation run; choose another --out.")
         for name in TrainOptions.FIXED:
             given = getattr(opts, name)
-            if name in ("source", "target") and given and [str(p) for p in given] != stored["options"][name]:
+            if name in ("source", "target") and given and ([os.path.abspath(p) for p in given]
+                                                           != [os.path.abspath(p) for p in stored["options"][name]]):
                 raise InputError(f"--{name} differs from the run's ({stored['options'][name]}); a resumed run "
                                  f"keeps its data: leave --{name} out.")
         fixed = {name: stored["options"].get(name) for name in TrainOptions.FIXED}
@@ -582,9 +585,17 @@ def prepare_run(opts, resume=False):
         config = config_from_options(opts)
         opts = dataclasses.replace(opts, **{name: value for name, value in DEFAULT_SCHEDULE.items()
                                              if getattr(opts, name) is None})
+        # absolute data paths in the run's config: --resume works from any working folder
+        opts = dataclasses.replace(opts, source=[os.path.abspath(p) for p in opts.source or []],
+                                   target=[os.path.abspath(p) for p in opts.target or []])
     _check_options(opts)
 
     samples = {"L": _find(opts.source, "source"), "U": _find(opts.target, "target")}
+    files = {X: {str(Path(s.image).resolve()) for s in samples[X]} for X in DOMAINS}
+    shared = files["L"] & files["U"]
+    if shared:
+        raise InputError(f"{sorted(shared)[0]}: given as both --source (labeled) and --target (unlabeled) image "
+                         f"({len(shared)} image(s) in both); give each modality its own images.")
     sizes = {
         "L": sample_pixel_sizes(samples["L"], opts.source_pixel_size, "--source-pixel-size"),
         "U": sample_pixel_sizes(samples["U"], opts.target_pixel_size, "--target-pixel-size"),

@@ -13,6 +13,11 @@ of ``S``'s grid becomes a pixel of ``T``'s grid.
 * ``output_grid="model"``: the result stays on the working grid; its effective pixel size is ``work_T``. The
   nnU-Net tutorship pipeline uses this and rescales labels to match.
 
+The *effective* pixel size is the target domain's scale (what a model of ``T`` should read the image as). The
+files :func:`translate_files` writes beside an output give its *physical* pixel size (``pixel_size`` on the input
+grid, ``work_S`` on the model grid: the field of view is the input's), which is what morphometrics need; the
+effective one is kept in the sidecar as ``DomainPixelSize``.
+
 Seeds: the batch of tiles starting at tile index ``k`` is translated with seed ``seed * 1_000_003 + k``, so a result
 depends only on ``seed``, the tiling and ``batch_size``.
 """
@@ -20,7 +25,6 @@ depends only on ``seed``, the tiling and ``batch_size``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +32,8 @@ import torch
 
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
 from ads_synth.data.normalize import apply_normalization, normalization_params
-from ads_synth.data.resample import rescale_to_pixel_size, resize_to
-from ads_synth.data.tiling import apply_tiled
+from ads_synth.data.resample import check_working_size, rescale_to_pixel_size, rescaled_shape, resize_to, scale_factor
+from ads_synth.data.tiling import apply_tiled, tile_positions
 from ads_synth.errors import InputError
 from ads_synth.atomic import atomic_write_text
 from ads_synth.device import resolve_device
@@ -121,6 +125,9 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     overlap = tile // 8 if overlap is None else int(overlap)
     if not 0 <= overlap < tile:
         raise InputError(f"--overlap {overlap}: must be at least 0 and smaller than the tile ({tile}).")
+    if int(batch_size) < 1:
+        raise InputError(f"--batch-size {batch_size}: give at least 1 tile per forward pass.")
+    check_working_size(image.shape, pixel_size, work[source], grid=f"the translation model's {source} domain")
 
     # normalise tile by tile with the whole image's percentiles: no float copy of the whole image
     low, high = getattr(model, "normalization", (0.5, 99.5))
@@ -150,6 +157,15 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         return out, work[target]
     del x
     return resize_to(out, image.shape, order=1), pixel_size * work[target] / work[source]
+
+
+def count_tiles(model, shape, pixel_size, direction, tile=None, overlap=None) -> int:
+    """Tiles :func:`translate_image` translates for an image of ``shape`` at ``pixel_size`` (for progress)."""
+    source, _ = _domains(direction)
+    work = working_pixel_sizes(model)
+    tile = int(tile or default_tile(model))
+    overlap = tile // 8 if overlap is None else int(overlap)
+    return len(tile_positions(rescaled_shape(shape, scale_factor(pixel_size, work[source])), tile, overlap))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -217,9 +233,10 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
                     output_grid="input", tile=None, overlap=None, batch_size=4, seed=0, progress=True):
     """Translate image files and write ``<stem>_<direction>.png`` (8-bit) into ``out_dir``.
 
-    Beside each image goes a sidecar ``<stem>_<direction>.json`` with its effective ``PixelSize`` (micrometres);
-    when all written images share one effective pixel size, ``pixel_size_in_micrometer.txt`` (AxonDeepSeg's
-    convention) is written too. Every input, pixel size and output file is checked before anything is written.
+    Beside each image goes a sidecar ``<stem>_<direction>.json`` with its physical ``PixelSize`` (micrometres; the
+    target domain's effective one as ``DomainPixelSize``, see the module docstring); when all written images share
+    one pixel size, ``pixel_size_in_micrometer.txt`` (AxonDeepSeg's convention) is written too. Every input (read
+    once to check it), pixel size, option and output file is checked before anything is written.
 
     Parameters
     ----------
@@ -244,6 +261,7 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
     """
     from ads_synth.data.datasets import find_samples
     from ads_synth.data.datasets import sample_pixel_sizes
+    from ads_synth.data.images import check_images, pixel_size_source
     from ads_synth.data.writers import check_targets, write_image, write_pixel_size
 
     _domains(direction)
@@ -262,10 +280,18 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
             names[s.name] = s.image
             samples.append(s)
     sizes = sample_pixel_sizes(samples, pixel_size)
+    if int(batch_size) < 1:
+        raise InputError(f"--batch-size {batch_size}: give at least 1 tile per forward pass.")
+    shapes = check_images([s.image for s in samples])  # a corrupt or truncated image fails before any output
     model = model_dir if isinstance(model_dir, torch.nn.Module) else load_translation_model(model_dir, device)
     work = working_pixel_sizes(model, str(model_dir) if not isinstance(model_dir, torch.nn.Module) else "model")
     source, target = _domains(direction)
-    effective = [work[target] if output_grid == "model" else px * work[target] / work[source] for px in sizes]
+    for s, px, shape in zip(samples, sizes, shapes):
+        check_working_size(shape, px, work[source], what=str(s.image), source=pixel_size_source(s.image),
+                           grid=f"the translation model's {source} domain")
+    domain_px = [work[target] if output_grid == "model" else px * work[target] / work[source] for px in sizes]
+    # the outputs' physical pixel size: the input's field of view on the output's grid
+    effective = [work[source] if output_grid == "model" else px for px in sizes]
 
     out_dir = Path(out_dir)
     images = [out_dir / output_name(s.name, direction) for s in samples]
@@ -283,14 +309,16 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
                              "--overwrite or choose another output folder.")
 
     written = []
-    for k, (sample, px, eff, out_path, sidecar) in enumerate(zip(samples, sizes, effective, images, sidecars)):
+    for k, (sample, px, eff, dom, out_path, sidecar) in enumerate(zip(samples, sizes, effective, domain_px, images,
+                                                                    sidecars)):
         if progress:
             print(f"[{k + 1}/{len(samples)}] {sample.image} ({px:g} um/px) -> {out_path} ({eff:g} um/px)")
         result, _ = translate_image(model, read_image(sample.image), px, direction, output_grid=output_grid,
                                     tile=tile, overlap=overlap, batch_size=batch_size, seed=seed, progress=progress)
         write_image(out_path, result, overwrite=overwrite)
         atomic_write_text(sidecar, json.dumps({"PixelSize": [eff, eff], "PixelSizeUnits": "um",
-                                          "TranslatedFrom": str(sample.image), "Direction": direction}) + "\n")
+                                               "DomainPixelSize": dom, "TranslatedFrom": str(sample.image),
+                                               "Direction": direction}) + "\n")
         written.append(out_path)
     if uniform:
         write_pixel_size(out_dir, effective[0], overwrite=overwrite)
