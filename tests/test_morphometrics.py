@@ -141,3 +141,21 @@ def test_evaluate_command_prints_and_writes_the_morphometric_comparison(shared_d
     bad = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
                           "-o", str(tmp_path / "out2"), "--gratio-range", "0.9", "0.1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--gratio-range" in bad.stderr
+
+
+def test_fill_axons_fills_round_holes_but_not_the_gap_between_touching_sheaths():
+    """Four touching rings with empty (background) axons enclose a concave gap between them (solidity 0.70):
+    AxonDeepSeg's fill makes it a fifth, false axon; the solidity rule fills only the four round holes."""
+    from ads_synth.segmentation.postprocess import MIN_FILL_SOLIDITY, fill_axons, postprocess_label_map
+
+    lm = np.zeros((120, 120), np.uint8)
+    centres = ((40, 40), (40, 80), (80, 40), (80, 80))
+    for c in centres:
+        lm[disk(c, 21, shape=lm.shape)] = 1
+    for c in centres:
+        lm[disk(c, 10, shape=lm.shape)] = 0
+    assert fill_axons(lm)[60, 60] == 2
+    out = fill_axons(lm, min_solidity=MIN_FILL_SOLIDITY)
+    assert out[60, 60] == 0 and all(out[c] == 2 for c in centres)
+    assert postprocess_label_map(lm, pixel_size=PX)[60, 60] == 0
+    assert postprocess_label_map(lm, pixel_size=PX, fibres=False)[60, 60] == 2
