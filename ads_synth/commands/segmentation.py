@@ -48,7 +48,7 @@ def add_output_arguments(p):
     p.add_argument("--confidence-tiff", dest="confidence_tiff", action="store_true",
                    help="also write the confidence as a float32 TIFF (<stem>_seg-confidence.tif)")
     p.add_argument("--no-postprocess", dest="no_postprocess", action="store_true",
-                   help="keep the raw prediction (no speck removal, no axon filling)")
+                   help="keep the raw prediction (no speck removal, no axon filling, no fibre clean-up)")
     p.add_argument("--per-fold", dest="per_fold", action="store_true",
                    help="also write each fold's own segmentation into fold_<k>/ (for ads-synth evaluate)")
 

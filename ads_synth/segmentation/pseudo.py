@@ -63,7 +63,7 @@ class OutputOptions:
     per_fold : bool
         Also each fold's own segmentation into ``fold_<k>/`` (for evaluation per fold).
     postprocess : bool
-        Remove specks, fill axons inside myelin.
+        Remove specks, fill axons inside myelin, keep only fibres (:func:`~ads_synth.segmentation.postprocess.postprocess_label_map`).
     confidence_tiff : bool
         Also write the confidence as a float32 TIFF.
     overwrite : bool
