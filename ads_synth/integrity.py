@@ -65,7 +65,7 @@ def verify_files(expected, sha256=None) -> list:
         ``"<path>: missing"`` / ``"<path>: checksum mismatch"``.
     """
     if sha256 is None:
-        from ads_synth_models.cards import sha256_file as sha256
+        from ads_synth.checksums import sha256_file as sha256
     path = cache_file()
     cache = _load_cache(path)
     changed = False

@@ -39,7 +39,9 @@ SUBCOMMANDS = {
     "evaluate": (["evaluate", "--help"], "--truth DATASET"),
     "segmentation": (["segmentation", "predict", "--help"], "--segmentation-pixel-size UM"),
     "models": (["models", "create", "--help"], "--strategy {tutor,adapt,proxy}"),
-    "segment": (["segment", "--help"], "--strategy {tutor,adapt,proxy}"),
+    "segment": (["segment", "--help"], "--strategy {tutor,adapt,proxy,auto}"),
+    "family": (["family", "train", "--help"], "--time-budget MINUTES"),
+    "scale": (["scale", "estimate", "--help"], "--labeled-pixel-size UM"),
 }
 
 

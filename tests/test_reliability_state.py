@@ -303,13 +303,14 @@ def test_pseudo_labelling_refuses_a_card_whose_weights_were_damaged(user_cards, 
 def test_card_verification_is_cached_by_size_and_mtime(user_cards, cache_dir, monkeypatch):
     from test_model_cards import make_fake_card
 
+    from ads_synth import checksums
     from ads_synth.integrity import cache_file, require_verified_card
-    from ads_synth_models import cards
 
     card = make_fake_card(user_cards)
     hashed = []
-    real = cards.sha256_file
-    monkeypatch.setattr(cards, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+
+    real = checksums.sha256_file
+    monkeypatch.setattr(checksums, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
     require_verified_card(card)
     assert len(hashed) == len(card.files) and cache_file().is_file()
     hashed.clear()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ads_synth.atomic import atomic_write_text
+from ads_synth.checksums import sha256_file
 from ads_synth.errors import InputError
 
 STATE_FILE = "family_state.json"
@@ -24,21 +25,12 @@ FORMAT = 1
 OWNED = (STATE_FILE, "work", "family", "report.md", "figures")
 
 
-def file_sha256(path, chunk=1 << 20) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_fingerprint(samples) -> dict:
     """Image names, count and checksums of ``samples`` (labels included when a sample has them)."""
     items = []
     for s in samples:
         files = [Path(s.image)] + [Path(p) for _, p in sorted(s.labels.items())]
-        items.append({"name": s.name, "sha256": [file_sha256(p) for p in files], "pixel_size": s.pixel_size})
+        items.append({"name": s.name, "sha256": [sha256_file(p) for p in files], "pixel_size": s.pixel_size})
     items.sort(key=lambda d: d["name"])
     digest = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
     return {"n_images": len(items), "names": [d["name"] for d in items], "sha256": digest}

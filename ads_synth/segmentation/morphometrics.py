@@ -246,14 +246,17 @@ def evaluate_morphometrics(pred_dir, truth, criteria=FibreCriteria()) -> Morphom
     """
     from ads_synth.data.datasets import find_samples, load_label_map
     from ads_synth.data.writers import AXONMYELIN_SUFFIX
-    from ads_synth.segmentation.evaluate import ENSEMBLE, ORDER, _prediction_label_map, prediction_sets
+    from ads_synth.segmentation.evaluate import ENSEMBLE, _prediction_label_map, prediction_sets
+    from ads_synth.segmentation.strategies import strategy_names
+
+    order = strategy_names()  # the registry's order; unregistered folder names follow alphabetically
 
     criteria = criteria.check()
     sets = prediction_sets(pred_dir)
     samples = [s for s in find_samples(truth) if s.has_labels]
     report = MorphometricsReport(criteria=criteria)
     truth_cache = {}
-    for strategy in [s for s in ORDER if s in sets] + sorted(set(sets) - set(ORDER)):
+    for strategy in [s for s in order if s in sets] + sorted(set(sets) - set(order)):
         folder = sets[strategy].get(ENSEMBLE)
         if folder is None:
             continue
@@ -281,12 +284,14 @@ def evaluate_morphometrics(pred_dir, truth, criteria=FibreCriteria()) -> Morphom
 
 def summarize_report(report) -> list[dict]:
     """Per strategy, the mean over images of every numeric column of :attr:`MorphometricsReport.rows`."""
-    from ads_synth.segmentation.pseudo import STRATEGY_TITLES
+    from ads_synth.segmentation.strategies import titles
+
+    names = titles()
 
     table = []
     for strategy in report.strategies():
         rows = [r for r in report.rows if r["strategy"] == strategy]
-        entry = {"strategy": strategy, "title": STRATEGY_TITLES.get(strategy, strategy), "n": len(rows)}
+        entry = {"strategy": strategy, "title": names.get(strategy, strategy), "n": len(rows)}
         for key in rows[0]:
             if key in ("strategy", "image"):
                 continue
@@ -361,7 +366,9 @@ def plot_gratios(report, path) -> Path:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    from ads_synth.segmentation.pseudo import STRATEGY_TITLES
+    from ads_synth.segmentation.strategies import titles
+
+    names = titles()
 
     strategies = [s for s in report.strategies() if s in report.gratios] or [None]
     fig = Figure(figsize=(3.6 * len(strategies), 3.2), constrained_layout=True)
@@ -374,7 +381,7 @@ def plot_gratios(report, path) -> Path:
             ax.hist(g, bins=bins, density=True, histtype="step" if kind == "pred" else "stepfilled",
                     color=color, alpha=1.0 if kind == "pred" else 0.35, linewidth=1.5,
                     label=f"{label} (n={g.size}, median {np.median(g):.3f})" if g.size else f"{label} (n=0)")
-        ax.set_title(STRATEGY_TITLES.get(strategy, strategy or "no predictions"), fontsize=9)
+        ax.set_title(names.get(strategy, strategy or "no predictions"), fontsize=9)
         ax.set_xlabel("g-ratio")
         ax.legend(fontsize=6, loc="upper left")
     axes[0].set_ylabel("density (fibres pooled over images)")
