@@ -195,6 +195,22 @@ def run_unregister(args):
     return 0
 
 
+def run_auto(args):
+    import tempfile
+
+    from ads_synth.family.auto import choose_auto_card
+
+    with tempfile.TemporaryDirectory(prefix="ads-synth-auto-") as tmp:
+        card, scores = choose_auto_card(args.pair, args.unlabeled, args.work or tmp, pixel_size=args.pixel_size,
+                                        gpu_id=args.gpu_id, overwrite=args.overwrite, progress=not args.no_progress)
+    for name, s in sorted(scores.items(), key=lambda kv: -kv[1]["score"]):
+        mark = "*" if name == card.auto["chosen"] else " "
+        print(f"{mark} {name:<8} score {s['score']:.3f}  agreement {s['agreement']:.3f}  "
+              f"confidence {s['confidence']:.3f}")
+    print(f"wrote {card.path}: --pseudo auto = {card.auto['chosen']}")
+    return 0
+
+
 def register(subparsers):
     parser = subparsers.add_parser(
         "models",
@@ -211,6 +227,22 @@ def register(subparsers):
     p = sub.add_parser("show", help="show a model card")
     p.add_argument("name", help="card name (see `ads-synth models list`)")
     p.set_defaults(func=run_show)
+
+    p = sub.add_parser(
+        "auto", help="choose a pair's --pseudo auto path without labels (writes <PAIR>_auto.yaml)",
+        description="Pseudo-label centre crops of unlabeled images with every card of the pair, score the pseudo "
+        "labels without labels (agreement between the paths, confidence) and write <PAIR>_auto.yaml beside the "
+        "cards: the best path, with the scores that chose it. ads-synth family train does this by itself.")
+    p.add_argument("pair", metavar="PAIR", help="modality pair, e.g. TEM2SEM")
+    p.add_argument("--unlabeled", nargs="+", required=True, metavar="PATH",
+                   help="unlabeled images of the target modality (labels never read)")
+    p.add_argument("--pixel-size", dest="pixel_size", type=float, default=None, metavar="UM",
+                   help="micrometres per pixel of images that carry none")
+    p.add_argument("--work", default=None, metavar="DIR", help="keep the crops and pseudo labels here")
+    p.add_argument("--gpu-id", dest="gpu_id", type=int, default=-1, help="GPU to use (default -1: the CPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing <PAIR>_auto card")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_auto)
 
     p = sub.add_parser(
         "install",

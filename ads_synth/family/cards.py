@@ -15,8 +15,7 @@ import zipfile
 from pathlib import Path
 
 from ads_synth.atomic import atomic_write
-
-AUTO = "auto"
+from ads_synth.family.auto import AUTO, auto_entry
 
 
 def _command(run) -> str:
@@ -85,17 +84,8 @@ def write_family(run) -> dict:
                           f"{opts.target}: {state.config['unlabeled']['n_images']} images (never labeled).",
             training=_training(run, strategy), scores=_scores(run, strategy), overwrite=True)
     auto = state.result("proxy")["auto"]
-    chosen = made[auto]
     name = f"{opts.pair}_{AUTO}"
-    entry = dict(chosen.entry)
-    entry["full_name"] = cards.ADS_PREFIX + name
-    entry["model-info"] = (f"The {opts.source}->{opts.target} path chosen without labels ({auto}); "
-                           + str(chosen.entry.get("model-info", "")))
-    entry[AUTO] = {"chosen": auto, "among": sorted(made),
-                   "method": "label-free scores of each path's pseudo labels on crops of the unlabeled images "
-                             "(ads_synth.segmentation.label_free); the best shippable one",
-                   "scores": {s: {k: round(v, 4) for k, v in sc.items()}
-                              for s, sc in state.result("proxy")["scores"].items()}}
+    entry = auto_entry(made[auto], name, state.result("proxy")["scores"], made)
     cards.write_card(dest / f"{name}.yaml", name, entry)
     family = [cards.load_card(dest / f"{c.name}.yaml") for c in made.values()]
     family.append(cards.load_card(dest / f"{name}.yaml"))

@@ -11,9 +11,6 @@ from ads_synth.errors import InputError
 
 #: Smallest image side (pixels) a family can learn from: translation and nnU-Net train on tiles of this order.
 MIN_IMAGE_SIDE = 128
-#: Candidate pseudo labels are scored on at most this many U images, each cropped to at most this side.
-SCORING_IMAGES = 4
-SCORING_CROP = 1024
 _MODALITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 

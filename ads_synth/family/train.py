@@ -7,7 +7,7 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
 2. ``translation``: SynDiff between L and U (``OUT/work/translation``), its best model, and its non-diffusive
    half exported as a second translator (``OUT/work/translation_nd``).
 3. ``teachers``: the tutorship model (nnU-Net on L translated into U's look) and the L model (nnU-Net on L).
-4. ``candidates``: pseudo labels of every candidate path on up to :data:`~ads_synth.family.options.SCORING_IMAGES`
+4. ``candidates``: pseudo labels of every candidate path on up to :data:`~ads_synth.family.auto.SCORING_IMAGES`
    crops of U images: tutor, adapt (diffusive and non-diffusive translation), their pooled ``combined``, and the
    no-translation baselines direct, invert and histmatch.
 5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
@@ -29,8 +29,8 @@ import numpy as np
 
 from ads_synth.errors import InputError
 from ads_synth.family.budget import make_plan, Plan
-from ads_synth.family.options import SCORING_CROP, SCORING_IMAGES, FamilyOptions, check_images, check_name_free, \
-    check_options, labeled_inputs
+from ads_synth.family.auto import SCORING_CROP, SCORING_IMAGES
+from ads_synth.family.options import FamilyOptions, check_images, check_name_free, check_options, labeled_inputs
 from ads_synth.family.state import FamilyState, PhaseRunner, data_fingerprint
 
 PHASES = ("scale", "translation", "teachers", "candidates", "choice", "proxy", "family", "report")
@@ -206,30 +206,9 @@ class FamilyRun:
 
     # -- 4. candidates -----------------------------------------------------------------------------------------
     def _scoring_images(self):
-        """Up to SCORING_IMAGES U images, each cropped (centre) to at most SCORING_CROP a side, with pixel size."""
-        from ads_synth.data.images import read_image
-        from ads_synth.data.writers import write_image, write_pixel_size
+        from ads_synth.family.auto import scoring_crops
 
-        folder = self.work / "scoring_images"
-        picks = self.u_jobs[:: max(1, len(self.u_jobs) // SCORING_IMAGES)][:SCORING_IMAGES]
-        out = []
-        for sample, px in picks:
-            sub = folder / sample.name
-            path = sub / f"{sample.name}.png"
-            if not path.is_file():
-                image = read_image(sample.image)
-                if image.dtype != np.uint8:
-                    from ads_synth.data.normalize import normalize
-
-                    x, _ = normalize(image)
-                    image = np.rint((x + 1) * 127.5).astype(np.uint8)
-                h, w = image.shape
-                y0, x0 = max(0, (h - SCORING_CROP) // 2), max(0, (w - SCORING_CROP) // 2)
-                sub.mkdir(parents=True, exist_ok=True)
-                write_pixel_size(sub, px, overwrite=True)
-                write_image(path, image[y0:y0 + SCORING_CROP, x0:x0 + SCORING_CROP], overwrite=True)
-            out.append(path)
-        return out
+        return scoring_crops(self.u_jobs, self.work / "scoring_images")
 
     def _label(self, images, strategies, models, out_dirs, translation_model, reference=None):
         """Pseudo-label ``images`` (paths) with ``models`` ({strategy: model folder}) into ``out_dirs``."""
@@ -264,42 +243,26 @@ class FamilyRun:
         return {"images": [self._rel(p) for p in images], "folders": {n: self._rel(labels / n) for n in names}}
 
     # -- 5. choice ---------------------------------------------------------------------------------------------
-    def _read_candidates(self, folders, images):
-        from ads_synth.data.images import read_label
-        from ads_synth.data.writers import AXONMYELIN_SUFFIX
-        from ads_synth.segmentation.pseudo import CONFIDENCE_SUFFIX
-
-        out = {}
-        for name, rel in folders.items():
-            items = []
-            for image in images:
-                stem = Path(image).stem
-                both = read_label(self._abs(rel) / f"{stem}{AXONMYELIN_SUFFIX}")
-                label_map = np.zeros(both.shape, np.uint8)
-                label_map[(both > 64) & (both < 192)] = 1
-                label_map[both >= 192] = 2
-                conf = read_label(self._abs(rel) / f"{stem}{CONFIDENCE_SUFFIX}").astype(np.float32) / 255.0
-                items.append({"label_map": label_map, "confidence": conf})
-            out[name] = items
-        return out
+    def _working_pixel_sizes(self):
+        """U's working pixel size (the median of the U images') and L's (U's divided by the scale)."""
+        p_u = float(np.median([px for _, px in self.u_jobs]))
+        return {"U": p_u, "L": p_u / float(self.state.result("scale")["scale"])}
 
     def _l_statistics(self):
         from ads_synth.data.datasets import load_label_map
         from ads_synth.segmentation.label_free import label_statistics
 
         samples = self.labeled[:8]
-        px = float(np.median([s.pixel_size for s in samples]))
-        return label_statistics([load_label_map(s) for s in samples], px)
+        return label_statistics([load_label_map(s) for s in samples], [s.pixel_size for s in samples],
+                                unit_size=self._working_pixel_sizes()["L"])
 
     def _score(self, folders):
-        from ads_synth.segmentation.label_free import score_candidates
+        """Label-free scores of the candidates in ``folders`` ({name: folder relative to OUT}) on the crops."""
+        from ads_synth.family.auto import score_folders
 
-        cands = self.state.result("candidates")
-        images = [self._abs(p) for p in cands["images"]]
-        px = float(np.median([px for _, px in self.u_jobs]))
-        scores = score_candidates(self._read_candidates(folders, images), pixel_size=px,
-                                  reference=self._l_statistics())
-        return {name: {k: float(v) for k, v in s.items()} for name, s in scores.items()}
+        images = [self._abs(p) for p in self.state.result("candidates")["images"]]
+        return score_folders({n: self._abs(rel) for n, rel in folders.items()}, images,
+                             reference=self._l_statistics(), unit_size=self._working_pixel_sizes()["U"])
 
     def _phase_choice(self):
         from ads_synth.segmentation.label_free import choose_candidate
