@@ -184,3 +184,14 @@ def test_candidates_are_read_back_from_the_files_a_strategy_writes(tmp_path):
     assert lf.read_candidate(tmp_path / "missing", image) is None
     with pytest.raises(FileNotFoundError, match="candidate c"):
         lf.load_candidates({"c": tmp_path / "missing"}, [image])
+
+
+def test_scoring_imports_neither_torch_nor_nnunet():
+    import subprocess
+    import sys
+
+    code = ("import sys, ads_synth.segmentation.label_free as lf; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'nnunetv2', 'AxonDeepSeg')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
