@@ -20,8 +20,9 @@ How the sizes are measured (one number per image, then the median over images):
 * The size of an image is the **area-weighted median** diameter (half of the axon area lies in wider axons): it
   depends little on how many small fragments a detector splits off or misses, where a plain median does.
 
-The estimate is the median over U images of ``D_U,j / D_L``; its uncertainty is a bootstrap over the images of both
-domains (16th-84th percentile, +-1 standard deviation for a normal spread) beside the per-image spread. As a check,
+The estimate is the median over U images of ``D_U,j / D_L``; its uncertainty is a two-level bootstrap (images of
+both domains resampled, then the axons of each resampled image; 16th-84th percentile, +-1 standard deviation for a
+normal spread), so that one image still gets an honest interval, beside the per-image spread. As a check,
 the same detector also runs on L's images, whose labels give the truth (``detector_check``: the median ratio of
 detected to labelled size; 1 is perfect). Large images are measured on a few seeded high-contrast crops
 (:data:`MAX_PIXELS` in all), so time and memory are bounded.
@@ -43,11 +44,13 @@ MIN_SOLIDITY = 0.85
 #: The chosen smoothing leaves the area-weighted median axon at least this many smoothing widths across.
 MIN_DIAMETER_PER_SMOOTHING = 12.0
 #: Pixels measured per image at most (crops of large images).
-MAX_PIXELS = 4_000_000
+MAX_PIXELS = 16_000_000
 #: Side of the crops taken from an image with more than :data:`MAX_PIXELS` pixels.
-CROP_SIDE = 2048
+CROP_SIDE = 1024
+#: A phase is taken as axons only with at least this many round components.
+MIN_COMPONENTS = 5
 #: Bootstrap resamples for the uncertainty.
-BOOTSTRAP = 2000
+BOOTSTRAP = 1000
 
 
 @dataclass
@@ -71,6 +74,8 @@ class ImageSize:
         The detector's smoothing (pixels of the image).
     scale : float or None
         U only: this image's estimate ``diameter_um / D_L``.
+    diameters_um : numpy.ndarray or None
+        The axon diameters ``diameter_um`` comes from (for the bootstrap; not written to JSON).
     """
 
     name: str
@@ -81,6 +86,7 @@ class ImageSize:
     detected_um: float | None = None
     smoothing_px: float | None = None
     scale: float | None = None
+    diameters_um: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -112,8 +118,11 @@ class ScaleEstimate:
     images: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """A JSON-ready dict (without the per-axon diameters)."""
+        out = asdict(self)
+        for image in out["images"]:
+            image.pop("diameters_um", None)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -154,8 +163,9 @@ def _round_components(x, min_area, min_solidity=MIN_SOLIDITY):
     out = []
     for phase in (x < t, x > t):
         lab = clear_border(connected(phase))
+        max_area = (min(x.shape) / 4.0) ** 2  # many axons fit in an image: a bigger blob is background
         out.append(np.array([2.0 * math.sqrt(r.area / math.pi) for r in regionprops(lab)
-                             if r.area >= min_area and r.solidity >= min_solidity]))
+                             if min_area <= r.area <= max_area and r.solidity >= min_solidity]))
     return tuple(out)
 
 
@@ -166,8 +176,8 @@ def detected_axon_diameters(image):
     polarity: dark axons in bright SEM myelin, light axons in dark TEM or bright-field myelin; the extracellular space
     is irregular and fails the roundness test). At each smoothing ``s = 1, 2, 4, ...`` pixels (pyramid levels with a
     1-pixel Gaussian) the image is split by Otsu's threshold, components touching the border, smaller than
-    ``(4 s)^2`` or less solid than :data:`MIN_SOLIDITY` are dropped, and the phase with more round components is taken
-    as the axons. The result is that of the largest smoothing whose area-weighted median diameter is still at least
+    16 level pixels, wider than a quarter of the image or less solid than :data:`MIN_SOLIDITY` are dropped, and the
+    phase with more round components (at least :data:`MIN_COMPONENTS`) is taken as the axons. The result is that of the largest smoothing whose area-weighted median diameter is still at least
     :data:`MIN_DIAMETER_PER_SMOOTHING` times the smoothing: the most noise-free view that still resolves the axons.
 
     Returns
@@ -187,6 +197,8 @@ def detected_axon_diameters(image):
         smooth = ndi.gaussian_filter(level, 1.0)
         dark, bright = _round_components(smooth, min_area=16)
         found = (dark if len(dark) >= len(bright) else bright) * factor
+        if len(found) < MIN_COMPONENTS:
+            found = np.zeros(0)
         if first is None and len(found):
             first = (found, float(factor))
         if len(found) and area_weighted_median(found) >= MIN_DIAMETER_PER_SMOOTHING * factor:
@@ -241,9 +253,8 @@ def estimate_from_sizes(l_sizes, u_sizes, *, bootstrap=BOOTSTRAP, seed=0) -> Sca
     for s in u_sizes:
         s.scale = float(s.diameter_um / d_l) if math.isfinite(s.diameter_um) else None
     per_image = u_ok / d_l
-    rng = np.random.default_rng(seed)
-    boot = np.array([np.median(u_ok[rng.integers(0, u_ok.size, u_ok.size)])
-                     / np.median(l_ok[rng.integers(0, l_ok.size, l_ok.size)]) for _ in range(bootstrap)])
+    boot = _bootstrap([s for s in l_sizes if math.isfinite(s.diameter_um)],
+                      [s for s in u_sizes if math.isfinite(s.diameter_um)], bootstrap, seed)
     low, high = (float(v) for v in np.percentile(boot, [16, 84]))
     logs = np.log(per_image)
     checks = [s.detected_um / s.diameter_um for s in l_sizes
@@ -254,6 +265,21 @@ def estimate_from_sizes(l_sizes, u_sizes, *, bootstrap=BOOTSTRAP, seed=0) -> Sca
         labeled_diameter_um=d_l, unlabeled_diameter_um=float(np.median(u_ok)),
         detector_check=float(np.median(checks)) if checks else None,
         images=list(l_sizes) + list(u_sizes))
+
+
+def _bootstrap(l_sizes, u_sizes, n, seed):
+    """``n`` bootstrap values of median(D_U) / median(D_L): images resampled, then each image's axons."""
+    rng = np.random.default_rng(seed)
+
+    def one(sizes):
+        values = []
+        for k in rng.integers(0, len(sizes), len(sizes)):
+            d = sizes[k].diameters_um
+            values.append(area_weighted_median(d[rng.integers(0, d.size, d.size)]) if d is not None and d.size
+                          else sizes[k].diameter_um)
+        return np.median(values)
+
+    return np.array([one(u_sizes) / one(l_sizes) for _ in range(n)])
 
 
 def _detect(image, pixel_size, max_pixels, crop_side, seed):
@@ -274,7 +300,7 @@ def measure_labeled(samples, pixel_sizes, *, check=True, max_pixels=MAX_PIXELS, 
     for s, px in zip(samples, pixel_sizes):
         d = label_axon_diameters(load_label_map(s)) * px
         rec = ImageSize(name=s.name, domain="L", pixel_size=px, diameter_um=area_weighted_median(d),
-                        n_axons=int(d.size))
+                        n_axons=int(d.size), diameters_um=d)
         if check:
             det, smooth = _detect(read_image(s.image, allow_large=True), px, max_pixels, crop_side, seed)
             rec.detected_um, rec.smoothing_px = area_weighted_median(det), smooth
@@ -290,7 +316,7 @@ def measure_unlabeled(samples, pixel_sizes, *, max_pixels=MAX_PIXELS, crop_side=
     for s, px in zip(samples, pixel_sizes):
         det, smooth = _detect(read_image(s.image, allow_large=True), px, max_pixels, crop_side, seed)
         out.append(ImageSize(name=s.name, domain="U", pixel_size=px, diameter_um=area_weighted_median(det),
-                             n_axons=int(det.size), smoothing_px=smooth))
+                             n_axons=int(det.size), smoothing_px=smooth, diameters_um=det))
     return out
 
 
