@@ -138,6 +138,12 @@ def test_evaluate_command_prints_and_writes_the_morphometric_comparison(shared_d
     assert float(rows["noisy"]["pred_fibres"]) > float(rows["noisy"]["truth_fibres"])
     for name in ("morphometrics_table.csv", "morphometrics_table.md", "morphometrics_gratio.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+    import re
+
+    table = [line for line in (tmp_path / "out" / "morphometrics_table.md").read_text().splitlines()
+             if line.startswith("|")]
+    cells = {len(re.findall(r"(?<!\\)\|", line)) for line in table}  # the |Δ| headers are escaped
+    assert len(table) == 2 + 2 * 2 and cells == {12}, table
     bad = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
                           "-o", str(tmp_path / "out2"), "--gratio-range", "0.9", "0.1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--gratio-range" in bad.stderr
