@@ -138,6 +138,12 @@ def test_evaluate_command_prints_and_writes_the_morphometric_comparison(shared_d
     assert float(rows["noisy"]["pred_fibres"]) > float(rows["noisy"]["truth_fibres"])
     for name in ("morphometrics_table.csv", "morphometrics_table.md", "morphometrics_gratio.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+    import re
+
+    table = [line for line in (tmp_path / "out" / "morphometrics_table.md").read_text().splitlines()
+             if line.startswith("|")]
+    cells = {len(re.findall(r"(?<!\\)\|", line)) for line in table}  # the |Δ| headers are escaped
+    assert len(table) == 2 + 2 * 2 and cells == {12}, table
     bad = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
                           "-o", str(tmp_path / "out2"), "--gratio-range", "0.9", "0.1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--gratio-range" in bad.stderr
@@ -159,3 +165,8 @@ def test_fill_axons_fills_round_holes_but_not_the_gap_between_touching_sheaths()
     assert out[60, 60] == 0 and all(out[c] == 2 for c in centres)
     assert postprocess_label_map(lm, pixel_size=PX)[60, 60] == 0
     assert postprocess_label_map(lm, pixel_size=PX, fibres=False)[60, 60] == 2
+    skip = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
+                           "-o", str(tmp_path / "out3"), "--no-morphometrics"], capture_output=True, text=True)
+    assert skip.returncode == 0 and "Morphometrics" not in skip.stdout
+    assert (tmp_path / "out3" / "evaluation_table.csv").is_file()
+    assert not (tmp_path / "out3" / "morphometrics_images.csv").exists()

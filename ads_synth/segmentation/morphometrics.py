@@ -354,7 +354,7 @@ def format_morphometrics(report, per_image=True) -> str:
 def markdown_morphometrics(report, per_image=True) -> str:
     """The comparison in Markdown."""
     header, note = _header(report)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows_for_display(report, per_image)]
     return f"Morphometrics ({note}).\n\n" + "\n".join(lines) + "\n"
 
