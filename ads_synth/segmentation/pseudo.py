@@ -163,7 +163,7 @@ def _grids(job, strategy, model, work, shape):
         steps.append((shape, px, work["U"], "the translation model's U domain"))
         shape, px = rescaled_shape(shape, scale_factor(px, work["U"])), work["L"]
     if model.pixel_size is not None:
-        steps.append((shape, px, model.pixel_size, f"segmentation model {model.folder.name}"))
+        steps.append((shape, px, model.pixel_size, f"segmentation model {Path(getattr(model, 'folder', '')).name}"))
         shape = rescaled_shape(shape, scale_factor(px, model.pixel_size))
     return steps, shape
 
