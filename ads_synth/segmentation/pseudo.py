@@ -156,7 +156,8 @@ def _write(label_map, confidence, fold_labels, job_image, paths, folds, pixel_si
 
 
 def _grids(job, strategy, model, work, shape):
-    """The ``(shape, pixel size, what)`` steps an image of ``shape`` is rescaled through for ``strategy``."""
+    """The rescaling steps ``(shape, from px, to px, what works there)`` of an image of ``shape`` for ``strategy``,
+    and its shape on the segmentation model's grid."""
     steps = []
     px = job.pixel_size
     if strategy in ("adapt", "direct") and work is not None:
@@ -180,7 +181,8 @@ def check_budget(jobs, models, work, given="--pixel-size") -> dict:
             steps, final = _grids(job, strategy, model, work, shape0)
             for shape, px, dst, grid in steps:
                 check_working_size(shape, px, dst, what=str(job.sample.image), source=source, grid=grid)
-            count += model.tiles_per_fold(final) * model.n_folds if hasattr(model, "tiles_per_fold") else model.n_folds
+            per_fold = model.tiles_per_fold(final) if hasattr(model, "tiles_per_fold") else 1
+            count += per_fold * model.n_folds
         tiles[str(job.sample.image)] = count
     return tiles
 
