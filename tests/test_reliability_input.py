@@ -131,13 +131,14 @@ def test_10_translate_folder_with_a_truncated_image_writes_nothing(tiny_translat
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("value", ["2", "-0.1", "nan"])
-def test_10_min_confidence_is_checked_first(tmp_path, capsys, value):
+@pytest.mark.parametrize("option", [["--min-confidence", "2"], ["--min-confidence", "-0.1"],
+                                    ["--min-confidence", "nan"], ["--processes", "0"]])
+def test_10_options_are_checked_first(tmp_path, capsys, option):
     out = tmp_path / "out"
     assert cli_main(["pseudo", "--strategy", "proxy", "--labeled", str(tmp_path / "L"), "--unlabeled",
-                     str(tmp_path / "U"), "--translation", str(tmp_path / "T"), "-o", str(out), "--min-confidence",
-                     value, "--no-progress"]) == 2
-    assert "--min-confidence" in _one_line(capsys.readouterr().err)
+                     str(tmp_path / "U"), "--translation", str(tmp_path / "T"), "-o", str(out), *option,
+                     "--no-progress"]) == 2
+    assert option[0] in _one_line(capsys.readouterr().err)  # not the missing data, found later
     assert not out.exists()
 
 

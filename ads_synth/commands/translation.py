@@ -57,7 +57,8 @@ def run(args):
         from pathlib import Path
 
         saved = [f"{args.out}/{name}" for name in ("best", "last") if (Path(args.out) / name).is_dir()]
-        where = f"models in {' and '.join(saved)}" if saved else "no model saved yet (best/ needs scoring, --eval-every)"
+        where = (f"models in {' and '.join(saved)}" if saved
+                 else "no model saved yet (best/ needs scoring, --eval-every)")
         print(f"ads-synth: trained {trainer.step} steps; {where}")
     return 0
 

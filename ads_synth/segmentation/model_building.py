@@ -86,6 +86,8 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1.")
+        if int(self.num_processes) < 1:
+            raise InputError(f"--processes {self.num_processes}: nnU-Net needs at least 1 worker process.")
         return self
 
 

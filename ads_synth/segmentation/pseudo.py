@@ -160,7 +160,7 @@ def _grids(job, strategy, model, work, shape):
         steps.append((shape, px, work["U"], "the translation model's U domain"))
         shape, px = rescaled_shape(shape, scale_factor(px, work["U"])), work["L"]
     if model.pixel_size is not None:
-        steps.append((shape, px, model.pixel_size, f"segmentation model {model.folder.name}"))
+        steps.append((shape, px, model.pixel_size, f"segmentation model {Path(getattr(model, 'folder', '')).name}"))
         shape = rescaled_shape(shape, scale_factor(px, model.pixel_size))
     return steps, shape
 
@@ -177,7 +177,8 @@ def check_budget(jobs, models, work, given="--pixel-size") -> dict:
             steps, final = _grids(job, get_strategy(name), model, work, shape0)
             for shape, px, dst, grid in steps:
                 check_working_size(shape, px, dst, what=str(job.sample.image), source=source, grid=grid)
-            count += model.tiles_per_fold(final) * model.n_folds if hasattr(model, "tiles_per_fold") else model.n_folds
+            per_fold = model.tiles_per_fold(final) if hasattr(model, "tiles_per_fold") else 1
+            count += per_fold * model.n_folds
         tiles[str(job.sample.image)] = count
     return tiles
 
