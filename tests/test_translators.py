@@ -95,7 +95,9 @@ def test_translate_command_and_a_card_use_the_exported_translator(exported, tmp_
                      "--pixel-size", "0.1", "-o", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "a_U2L.png"))
     assert out.shape == (40, 48) and out.dtype == np.uint8
-    assert json.loads((tmp_path / "out" / "a_U2L.json").read_text())["PixelSize"] == pytest.approx([0.05, 0.05])
+    sidecar = json.loads((tmp_path / "out" / "a_U2L.json").read_text())
+    assert sidecar["PixelSize"] == pytest.approx([0.1, 0.1])  # physical: the input's grid (issue 15 item 16)
+    assert sidecar["DomainPixelSize"] == pytest.approx(0.05)  # the scale L's model should read it at
 
     from ads_synth_models import cards
     from test_model_cards import make_fake_models

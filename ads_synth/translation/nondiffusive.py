@@ -65,13 +65,7 @@ class ResnetTranslator(TranslatorMixin, nn.Module):
     @torch.no_grad()
     def translate(self, x, direction, seed=None):
         """``(B, C, H, W)`` in [-1, 1] -> the other domain, one forward pass (deterministic: ``seed`` unused)."""
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        if x.ndim != 4 or x.shape[1] != self.config.num_channels:
-            raise ValueError(f"translate expects (B, {self.config.num_channels}, H, W), got {tuple(x.shape)}")
-        m = self.size_multiple
-        if x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(f"tile sides must be multiples of {m}, got {tuple(x.shape[2:])}")
+        self.check_tiles(x, direction)
         gen = self.gen_nd[direction]
         param = next(gen.parameters())
         was_training = gen.training
