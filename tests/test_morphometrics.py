@@ -147,6 +147,11 @@ def test_evaluate_command_prints_and_writes_the_morphometric_comparison(shared_d
     bad = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
                           "-o", str(tmp_path / "out2"), "--gratio-range", "0.9", "0.1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--gratio-range" in bad.stderr
+    skip = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
+                           "-o", str(tmp_path / "out3"), "--no-morphometrics"], capture_output=True, text=True)
+    assert skip.returncode == 0 and "Morphometrics" not in skip.stdout
+    assert (tmp_path / "out3" / "evaluation_table.csv").is_file()
+    assert not (tmp_path / "out3" / "morphometrics_images.csv").exists()
 
 
 def test_fill_axons_fills_round_holes_but_not_the_gap_between_touching_sheaths():
@@ -165,8 +170,3 @@ def test_fill_axons_fills_round_holes_but_not_the_gap_between_touching_sheaths()
     assert out[60, 60] == 0 and all(out[c] == 2 for c in centres)
     assert postprocess_label_map(lm, pixel_size=PX)[60, 60] == 0
     assert postprocess_label_map(lm, pixel_size=PX, fibres=False)[60, 60] == 2
-    skip = subprocess.run([str(bin_dir / "ads-synth"), "evaluate", "--pred", str(pred), "--truth", str(data),
-                           "-o", str(tmp_path / "out3"), "--no-morphometrics"], capture_output=True, text=True)
-    assert skip.returncode == 0 and "Morphometrics" not in skip.stdout
-    assert (tmp_path / "out3" / "evaluation_table.csv").is_file()
-    assert not (tmp_path / "out3" / "morphometrics_images.csv").exists()

@@ -127,14 +127,20 @@ MIN_ENCLOSURE = 0.5
 MIN_AXON_DIAMETER_UM = 0.5
 
 
-def _neighbour_labels(labels):
-    """For every pixel outside the objects of ``labels``: the largest label among its 4-neighbours (0: none)."""
+def _neighbour_labels(labels, both=False):
+    """For every pixel outside the objects of ``labels``: the largest label among its 4-neighbours (0: none);
+    with ``both``, also the smallest non-zero one (a pair of arrays)."""
     from scipy import ndimage as ndi
 
     footprint = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
     grown = ndi.grey_dilation(labels, footprint=footprint, mode="constant", cval=0)
     grown[labels > 0] = 0
-    return grown
+    if not both:
+        return grown
+    top = np.iinfo(labels.dtype).max
+    smallest = ndi.grey_erosion(np.where(labels > 0, labels, top), footprint=footprint, mode="constant", cval=top)
+    smallest[(labels > 0) | (smallest == top)] = 0
+    return grown, smallest
 
 
 def axon_enclosure(label_map):
@@ -206,7 +212,7 @@ def clean_fibres(label_map, pixel_size=None, min_enclosure=MIN_ENCLOSURE, min_ax
         enclosed = np.nan_to_num(fraction, nan=1.0) >= min_enclosure
         small[0] = enclosed[0] = False
         to_myelin = small & enclosed
-        to_background = ~enclosed | (small & ~enclosed)
+        to_background = ~enclosed
         to_background[0] = False
         out[to_myelin[labels]] = MYELIN
         out[to_background[labels]] = BACKGROUND
@@ -214,9 +220,9 @@ def clean_fibres(label_map, pixel_size=None, min_enclosure=MIN_ENCLOSURE, min_ax
         sheaths = measure.label(out == MYELIN, connectivity=2)
         m = int(sheaths.max())
         if m:
-            ring = _neighbour_labels(sheaths)
             touching = np.zeros(m + 1, dtype=bool)
-            touching[np.unique(ring[(ring > 0) & (out == AXON)])] = True
+            for ring in _neighbour_labels(sheaths, both=True):  # an axon pixel may touch two sheaths
+                touching[np.unique(ring[(ring > 0) & (out == AXON)])] = True
             touching[0] = True
             out[~touching[sheaths]] = BACKGROUND
     return out
