@@ -52,7 +52,21 @@ def test_every_modality_pair_ships_both_paths():
 
 
 def _demo_params():
-    return sorted((c.target, c.strategy) for c in _package_cards())
+    return sorted((c.target, c.strategy) for c in _package_cards() if c.auto is None)
+
+
+def test_every_pair_ships_an_auto_card_that_is_one_of_its_paths():
+    """``--pseudo auto``: each pair's ``<PAIR>_auto`` card names a path chosen without labels (the scores that
+    chose it recorded) and uses exactly that path's files."""
+    cards = _package_cards()
+    for target in DEMOS:
+        auto = C.find_card("TEM", target, "auto", dirs=[Path(C.__file__).parent])
+        assert auto.name == f"TEM2{target}_auto" and auto.auto["chosen"] == auto.strategy
+        assert auto.strategy in auto.auto["among"] and set(auto.auto["scores"]) == set(auto.auto["among"])
+        best = max(auto.auto["scores"], key=lambda k: auto.auto["scores"][k]["score"])
+        assert best == auto.strategy
+        path = next(c for c in cards if c.auto is None and (c.target, c.strategy) == (target, auto.strategy))
+        assert auto.files == path.files and auto.nnunet == path.nnunet
 
 
 @pytest.fixture(scope="module", params=_demo_params(), ids=lambda p: f"{p[0]}-{p[1]}")

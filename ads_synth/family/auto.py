@@ -60,7 +60,7 @@ def score_folders(folders, images, reference=None, unit_size=None) -> dict:
     pixel_sizes = [read_pixel_size(p) for p in images]
     scores = score_candidates(load_candidates(folders, images), pixel_size=pixel_sizes, reference=reference,
                               unit_size=unit_size)
-    return {name: {k: float(v) for k, v in s.items()} for name, s in scores.items()}
+    return {name: {k: float(v) for k, v in s.items() if isinstance(v, (int, float))} for name, s in scores.items()}
 
 
 def auto_entry(chosen, name, scores, among) -> dict:

@@ -19,6 +19,10 @@ COSTS = {
     "cuda": {"translation_step": 0.12, "nnunet_iteration": 0.05, "inference_mpx": 1.0, "nnunet_setup": 25.0},
 }
 
+#: Largest translation training tile (px): the side the translation cost above was measured with (larger tiles
+#: cost about the square of their side more per step).
+TRANSLATION_TILE = 128
+
 #: Share of the training time left after the fixed costs: translation, the two teachers (tutor, L), the proxy.
 SHARES = {"translation": 0.45, "teachers": 0.35, "proxy": 0.20}
 

@@ -21,14 +21,13 @@ U's labels are never read: every choice is made from the data (:mod:`ads_synth.s
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ads_synth.errors import InputError
-from ads_synth.family.budget import make_plan, Plan
+from ads_synth.family.budget import TRANSLATION_TILE, Plan, make_plan
 from ads_synth.family.auto import SCORING_CROP, SCORING_IMAGES
 from ads_synth.family.options import FamilyOptions, check_images, check_name_free, check_options, labeled_inputs
 from ads_synth.family.state import FamilyState, PhaseRunner, data_fingerprint
@@ -144,7 +143,8 @@ class FamilyRun:
 
     # -- 2. translation ----------------------------------------------------------------------------------------
     def _translation_tile(self, scale):
-        """The preset's training tile, smaller when the images are smaller than it on their working grids."""
+        """The training tile: :data:`~ads_synth.family.budget.TRANSLATION_TILE` (what the cost model was measured
+        with) or the preset's, smaller when a quarter of the images are smaller than it on their working grids."""
         from ads_synth.translation.config import get_preset
         from ads_synth.data.images import image_shape
 
@@ -154,8 +154,8 @@ class FamilyRun:
         p_l = p_u / scale
         sides = [min(image_shape(s.image)) * s.pixel_size / p_l for s in self.labeled]
         sides += [min(image_shape(s.image)) * px / p_u for s, px in self.u_jobs]
-        fit = int(min(np.percentile(sides, 25), preset.image_size)) // multiple * multiple
-        return max(multiple, min(fit, preset.image_size))
+        fit = int(min(np.percentile(sides, 25), preset.image_size, TRANSLATION_TILE)) // multiple * multiple
+        return max(multiple, fit)
 
     def _phase_translation(self):
         from ads_synth.translation.formats import CONFIG_NAME, run_model_dir
@@ -333,15 +333,18 @@ class FamilyRun:
 
 
 def _best_score(run):
-    """The run's best mean cycle score, as recorded beside ``best/`` (None when absent)."""
-    for name in ("best/score.json", "best_score.json"):
-        path = Path(run) / name
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except ValueError:
-                return None
-    return None
+    """The run's best mean cycle score and its step, from ``scores.csv`` (None when it scored nothing)."""
+    import csv
+
+    path = Path(run) / "scores.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("score")]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: float(r["score"]))
+    return {"step": int(best["step"]), "score": float(best["score"]), "last_step": int(rows[-1]["step"])}
 
 
 def train_family(opts: FamilyOptions) -> dict:
