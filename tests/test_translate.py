@@ -163,15 +163,15 @@ def test_translate_files_writes_images_and_pixel_sizes(model_dir, tmp_path):
     assert given == [tmp_path / "given" / "d_U2L.png"]
     out_d = np.asarray(Image.open(given[0]))
     assert out_d.shape == (30, 30) and out_d.dtype == np.uint8 and out_d.std() > 0
-    assert read_pixel_size(given[0]) == pytest.approx(0.05)  # 0.1 um/px of U read as L (0.05 / 0.1)
+    assert read_pixel_size(given[0]) == pytest.approx(0.1)  # physical: the input's grid (issue 15 item 16)
     expected, px = translate_image(load_translation_model(model_dir, "cpu"), _texture((30, 30), 4), 0.1, "U2L",
                                    progress=False)
     assert px == pytest.approx(0.05) and np.array_equal(out_d, expected)
     # --pixel-size is the fallback for images that carry none (as AxonDeepSeg's -s), never an override
     both = translate_files(model_dir, [other / "c.png", nopx / "d.png"], tmp_path / "fallback", "U2L",
                            device="cpu", pixel_size=0.1, progress=False)
-    assert read_pixel_size(both[0]) == pytest.approx(0.1)  # c's own 0.2 um/px kept (0.2 * 0.05 / 0.1)
-    assert read_pixel_size(both[1]) == pytest.approx(0.05)
+    assert read_pixel_size(both[0]) == pytest.approx(0.2)  # c's own 0.2 um/px kept
+    assert read_pixel_size(both[1]) == pytest.approx(0.1)  # d's from --pixel-size
 
 
 def test_cli_translate_exit_codes(model_dir, tmp_path, capsys):
