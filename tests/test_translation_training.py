@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -284,7 +285,13 @@ def test_data_parallel_gloo_ranks_stay_in_sync(domains, tmp_path):
     import torch.multiprocessing as mp
 
     opts = _opts(domains, tmp_path / "ddp", steps=2, checkpoint_every=2, eval_every=0)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), opts, str(tmp_path)), nprocs=2, join=True)
+    context = mp.spawn(_ddp_worker, args=(2, _free_port(), opts, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300  # a hang (e.g. in a collective) fails the test instead of blocking CI
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two data-parallel ranks did not finish within 300 s")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for key in ("model", "ema"):
         assert all(torch.equal(r0[key][k], r1[key][k]) for k in r0[key])

@@ -853,4 +853,7 @@ def _train(opts, resume, _stop_after, rank, world, device):
     finally:
         if bar is not None:
             bar.close()
+    # every rank waits for rank 0's last checkpoint: a rank that left first made gloo's destroy_process_group
+    # hang on the slower one (seen with fsynced checkpoints on a loaded machine)
+    _barrier(world)
     return trainer
