@@ -195,3 +195,22 @@ def test_scoring_imports_neither_torch_nor_nnunet():
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_look_alike_broken_candidates_do_not_outvote_fibre_like_ones():
+    """Three broken candidates that agree with each other (axons without myelin, as an L model reads U images of the
+    other polarity, as is and histogram-matched) would be the majority of agreement; the fibre-validity gate sets
+    them apart, so a fibre-like candidate is chosen."""
+    good = rings(shape=(160, 160), radius=8, seed=1)
+    other = rings(shape=(160, 160), radius=7, g=0.55, seed=2)  # a decent but different candidate
+    broken = np.where(good == lf.AXON, lf.AXON, lf.BACKGROUND).astype(np.uint8)  # axons, no myelin
+    items = {name: [{"label_map": m, "confidence": np.full(m.shape, c, np.float32)}]
+             for name, m, c in (("good", good, 0.7), ("other", other, 0.6), ("b1", broken, 0.9),
+                                ("b2", broken.copy(), 0.9), ("b3", broken.copy(), 0.9))}
+    assert lf.agreement_scores({k: v[0]["label_map"] for k, v in items.items()})["b1"] > \
+        lf.agreement_scores({k: v[0]["label_map"] for k, v in items.items()})["good"]  # the majority is broken
+    scores = lf.score_candidates(items)
+    assert scores["b1"]["valid"] == scores["b2"]["valid"] == scores["b3"]["valid"] == 0.0
+    assert scores["good"]["valid"] == 1.0 and scores["other"]["valid"] == 1.0
+    assert min(scores[k]["score"] for k in ("good", "other")) > max(scores[k]["score"] for k in ("b1", "b2", "b3"))
+    assert lf.choose_candidate(scores) in ("good", "other")

@@ -24,7 +24,10 @@ score                     what it measures
 ``shape_match``           ``1 - KS`` distance between axon solidities and L's (``reference``)
 ========================= ===================================================================================
 
-The combined ``score`` is parameter-free: the mean over :data:`COMBINED_SCORES` (``agreement`` and ``confidence``)
+Candidates that are not fibre-like (``fibre_validity``, the mean of ``axon_enclosed`` and ``myelin_enclosing``,
+below :data:`VALIDITY_GATE` of the best candidate's) are set apart first: they do not vote in ``agreement`` and
+rank below every candidate that passes (``valid``). The combined ``score`` is parameter-free: the mean over
+:data:`COMBINED_SCORES` (``agreement`` and ``confidence``)
 of each candidate's normalised rank (0 = worst, 1 = best among the candidates; ties share the mean rank; a NaN
 score ranks last; a score NaN for every candidate is left out). Which scores enter it was measured on sem-dev
 (docs/results.md, "Label-free scores of the candidates"); no weight is fitted. Caveats: ``agreement`` needs most
@@ -64,6 +67,14 @@ ALL_SCORES = ("agreement", "confidence") + MORPHOLOGY_SCORES + REFERENCE_SCORES
 COMBINED_SCORES = ("agreement", "confidence")
 #: Tie-break of :func:`choose_candidate` (the best single score of the study).
 TIE_BREAK = "agreement"
+#: What a fibre is: the mean of these is a candidate's ``fibre_validity`` (axons enclosed by myelin, myelin
+#: enclosing an axon).
+VALIDITY_SCORES = ("axon_enclosed", "myelin_enclosing")
+#: A candidate whose ``fibre_validity`` is below this fraction of the best candidate's does not vote in
+#: ``agreement`` and ranks below every candidate that passes (``valid`` = 0): broken candidates that resemble each
+#: other (e.g. an L model on U images of the other polarity, as is and histogram-matched) would otherwise form a
+#: majority against a good one. Parameter-free in spirit: "at least half as fibre-like as the most fibre-like".
+VALIDITY_GATE = 0.5
 
 
 # ---------------------------------------------------------------------------------------------- fibre measures
@@ -319,11 +330,40 @@ def score_candidates(candidates, *, pixel_size=None, reference=None, unit_size=N
         if reference:
             s.update(_reference_scores({k: np.concatenate(v) for k, v in pooled[name].items()}, reference))
         scores[name] = s
+    valid = _validity_gate(scores)
+    if 2 <= len(valid) < len(names):  # agreement among the candidates that pass the gate only
+        votes = {name: [] for name in valid}
+        for i in range(n):
+            for name, value in agreement_scores({v: np.asarray(candidates[v][i]["label_map"])
+                                                 for v in valid}).items():
+                votes[name].append(value)
+        for name in valid:
+            scores[name]["agreement"] = float(np.mean(votes[name]))
     combine_ranks(scores, combined)
+    if len(valid) < len(names):  # every candidate that passes the gate ranks above every one that does not
+        for group, offset in ((valid, 0.5), ([x for x in names if x not in valid], 0.0)):
+            sub = {x: dict(scores[x]) for x in group}
+            combine_ranks(sub, combined)
+            for x in group:
+                scores[x]["score"] = offset + 0.5 * sub[x]["score"] if not math.isnan(sub[x]["score"]) else offset
     if per_image:
         for name in names:
             scores[name]["per_image"] = {k: v for k, v in per_image[name].items() if v}
     return scores
+
+
+def _validity_gate(scores) -> list:
+    """Add ``fibre_validity`` and ``valid`` (1.0 / 0.0, :data:`VALIDITY_GATE`) to ``scores`` (in place); return the
+    names of the candidates that pass."""
+    for s in scores.values():
+        values = [s.get(k, math.nan) for k in VALIDITY_SCORES]
+        s["fibre_validity"] = float(np.mean(values)) if not any(math.isnan(v) for v in values) else math.nan
+    best = max((s["fibre_validity"] for s in scores.values() if not math.isnan(s["fibre_validity"])), default=0.0)
+    valid = [name for name, s in scores.items()
+             if best <= 0 or (not math.isnan(s["fibre_validity"]) and s["fibre_validity"] >= VALIDITY_GATE * best)]
+    for name, s in scores.items():
+        s["valid"] = 1.0 if name in valid else 0.0
+    return valid
 
 
 def _reference_scores(measures, reference) -> dict:
