@@ -22,8 +22,8 @@ SCORING_IMAGES = 4
 SCORING_CROP = 1024
 AUTO = "auto"
 METHOD = ("label-free scores of each path's pseudo labels on centre crops of the unlabeled images "
-          "(ads_synth.segmentation.label_free: mean rank of agreement with the other paths and of confidence); the "
-          "best shippable path")
+          "(ads_synth.segmentation.label_free: paths at least half as fibre-like as the best first, then the mean "
+          "rank of agreement with the other paths and of confidence); the best shippable path")
 
 
 def scoring_crops(u_jobs, folder) -> list:
