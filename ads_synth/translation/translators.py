@@ -76,17 +76,6 @@ class Translator(Protocol):
     @property
     def tile_size(self) -> int: ...
 
-    def check_tiles(self, x, direction):
-        """ValueError unless ``x`` is a ``(B, C, H, W)`` batch of this model's channels with sides that are
-        multiples of :attr:`size_multiple`, and ``direction`` is ``"L2U"`` or ``"U2L"``."""
-        if direction not in ("L2U", "U2L"):
-            raise ValueError(f"direction must be one of ('L2U', 'U2L'), got {direction!r}")
-        if x.ndim != 4 or x.shape[1] != self.config.num_channels:
-            raise ValueError(f"translate expects (B, {self.config.num_channels}, H, W), got {tuple(x.shape)}")
-        m = self.size_multiple
-        if x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(f"tile sides must be multiples of {m}, got {tuple(x.shape[2:])}")
-
     @property
     def normalization(self) -> tuple: ...
 
