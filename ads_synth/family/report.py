@@ -31,20 +31,19 @@ def translation_figure(run, path, n=2):
     import matplotlib.pyplot as plt
 
     from ads_synth.data.images import read_image
-    from ads_synth.translation.translate import translate_image
+    from ads_synth.data.resample import rescale_to_pixel_size
+    from ads_synth.translation.translate import translate_image, working_pixel_sizes
 
     model = run._translation_model()
+    work = working_pixel_sizes(model)
     rows = [(s.image, s.pixel_size, "L2U") for s in run.labeled[:n]]
     rows += [(s.image, px, "U2L") for s, px in run.u_jobs[:n]]
     fig, axes = plt.subplots(len(rows), 2, figsize=(6, 3 * len(rows)), squeeze=False)
     for (image_path, px, direction), (a, b) in zip(rows, axes):
         image = read_image(image_path)
         out, _ = translate_image(model, image, px, direction, output_grid="model", progress=False)
-        from ads_synth.data.resample import rescale_to_pixel_size
-        from ads_synth.translation.translate import working_pixel_sizes
-
         src = "L" if direction == "L2U" else "U"
-        shown = rescale_to_pixel_size(image, px, working_pixel_sizes(model)[src])
+        shown = rescale_to_pixel_size(image, px, work[src])
         a.imshow(_crop(shown), cmap="gray")
         b.imshow(_crop(out), cmap="gray")
         a.set_title(f"{Path(image_path).stem[:28]} ({src})", fontsize=8)

@@ -187,8 +187,8 @@ class FamilyRun:
 
     # -- 3. teachers -------------------------------------------------------------------------------------------
     def _phase_teachers(self):
-        from ads_synth.data.images import read_image
-        from ads_synth.data.intensity import REFERENCE_FILE, intensity_quantiles, save_reference
+        from ads_synth.data.intensity import REFERENCE_FILE
+        from ads_synth.segmentation.pseudo_training import _reference_quantiles
         from ads_synth.segmentation.model_building import train_labeled_model, train_tutor_model
         from ads_synth.translation.translate import working_pixel_sizes
 
@@ -201,7 +201,7 @@ class FamilyRun:
         l_px = working_pixel_sizes(model, str(translation))["L"]
         l_dir = train_labeled_model(self.labeled_paths, self.work / "models" / "L", nnunet, pixel_size=l_px,
                                     settings=settings, samples=self.labeled)
-        save_reference(l_dir / REFERENCE_FILE, intensity_quantiles(read_image(s.image) for s in self.labeled))
+        _reference_quantiles(self.labeled, l_dir / REFERENCE_FILE)  # L's intensities for histmatch (kept if present)
         return {"tutor": self._rel(tutor), "L": self._rel(l_dir), "epochs": self.plan.teacher_epochs}
 
     # -- 4. candidates -----------------------------------------------------------------------------------------
