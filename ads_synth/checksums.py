@@ -27,3 +27,10 @@ def files_digest(paths) -> str:
     digest is the same wherever the files lie)."""
     lines = sorted(f"{Path(p).name} {sha256_file(p)}" for p in paths)
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def contents_digest(paths) -> str:
+    """One sha256 for the contents of a set of files, whatever their names: of their sorted sha256 (the same
+    images renamed, e.g. copied into a BIDS dataset, give the same digest)."""
+    lines = sorted(sha256_file(p) for p in paths)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()

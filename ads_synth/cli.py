@@ -46,6 +46,11 @@ def main(argv=None):
     except InputError as err:
         print_error("ads-synth", err)
         code = EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` or a pager that quit: stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except OSError as err:  # a full disk, a quota, a read-only folder: one line, not a traceback
         line = os_error_line(err)
         if line is None:

@@ -411,8 +411,10 @@ def pixel_size_problems(card) -> list:
     """Cross-check the pixel sizes a card states in three places; return the disagreements (empty when none).
 
     * the translation config's working pixel sizes (``extra.pixel_size``: ``L``, ``U``) exist;
-    * the nnU-Net folder's ``ads_synth.json`` works at the working pixel size of the domain its strategy segments
-      (``tutor`` / ``proxy``: U's; ``adapt``: L's) and names that domain;
+    * the nnU-Net folder's ``ads_synth.json`` names the domain its strategy segments, and a model of U
+      (``tutor`` / ``proxy``) works at U's working pixel size; an L model (``adapt``, ``invert``) may work at a
+      pixel size of its own (a shipped L model reused by ``family train``): the engine rescales the translation's
+      L grid to it;
     * the card's ``pixel_size`` range (the U images it was trained on) holds U's working pixel size;
     * ``training.translation.working_pixel_size_um`` (if the card records it) matches the translation config.
     Files that are missing are left to :func:`verify_card`.
@@ -438,7 +440,7 @@ def pixel_size_problems(card) -> list:
         rel = info_path.relative_to(card.root)
         if "pixel_size" not in info:
             problems.append(f"{rel}: no pixel_size")
-        elif not _close(info["pixel_size"], work[segments]):
+        elif segments == "U" and not _close(info["pixel_size"], work[segments]):
             problems.append(f"{rel}: pixel_size {info['pixel_size']:g} um differs from the translation's working "
                             f"pixel size of {segments} ({work[segments]:g} um) that a {card.strategy} model "
                             "segments at")

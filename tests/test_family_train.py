@@ -17,6 +17,7 @@ from ads_synth.cli import main
 from ads_synth.errors import InputError
 from ads_synth.family.budget import make_plan
 from ads_synth.family.state import STATE_FILE, FamilyState
+from ads_synth.segmentation.strategies import strategy_names
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png"
@@ -134,6 +135,44 @@ def test_budget_scales_steps_and_epochs():
     assert (fixed.translation_steps, fixed.teacher_epochs, fixed.proxy_epochs) == (7, 2, 2)
 
 
+def test_budget_gives_the_tutor_the_teachers_share_when_l_is_reused():
+    trained, reused = make_plan(45), make_plan(45, train_l_model=False)
+    assert reused.teacher_epochs >= 2 * trained.teacher_epochs - 1
+    assert reused.estimates_s["teachers"] <= trained.estimates_s["teachers"] * 1.05
+    assert sum(reused.estimates_s.values()) <= 45 * 60 * 1.1
+
+
+def test_shipped_l_model_found_only_for_exactly_its_training_images(tmp_path):
+    """The bundled TEM set is what the shipped L models were trained on (same contents, some files renamed):
+    found, nearest pixel size chosen, copied whole; a subset, or a fold they lack, finds none."""
+    from ads_synth.checksums import contents_digest, files_digest
+    from ads_synth.data.bundled import labeled_set
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.family.l_model import closest, copy_l_model, trained_l_models
+
+    samples = find_samples(labeled_set("TEM"), require_labels=True)
+    found = trained_l_models(samples, [0, 1])
+    names = sorted(card.name for card, _ in found)
+    assert names == ["TEM2BF_adapt", "TEM2SEM_adapt"]  # one per model folder (invert and auto share them)
+    pixel = {card.name: json.loads((folder / "ads_synth.json").read_text())["pixel_size"] for card, folder in found}
+    assert closest(found, pixel["TEM2SEM_adapt"] * 1.1)[0].name == "TEM2SEM_adapt"
+    assert closest(found, pixel["TEM2BF_adapt"] * 0.95)[0].name == "TEM2BF_adapt"
+    assert trained_l_models(samples[:-1], [0, 1]) == []
+    assert trained_l_models(samples, [0, 1, 2]) == []
+    # renaming a file changes the names-and-contents digest, not the contents digest
+    renamed = tmp_path / "renamed.png"
+    renamed.write_bytes(samples[0].image.read_bytes())
+    paths = [s.image for s in samples]
+    assert contents_digest([renamed] + paths[1:]) == contents_digest(paths)
+    assert files_digest([renamed] + paths[1:]) != files_digest(paths)
+
+    card, folder = found[0]
+    dest = copy_l_model(folder, tmp_path / "L")
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert not (tmp_path / "L.copying").exists()
+
+
 def test_state_refuses_another_configuration(tmp_path):
     out = tmp_path / "out"
     state = FamilyState.open(out, {"a": 1})
@@ -189,8 +228,8 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
 
     state = json.loads((out / STATE_FILE).read_text())
     auto = state["phases"]["proxy"]["result"]["auto"]
-    assert auto in ("tutor", "adapt", "proxy")
-    for name in ("tutor", "adapt", "proxy", "auto"):
+    assert auto in strategy_names(shippable=True)
+    for name in (*strategy_names(shippable=True), "auto"):
         assert (out / "family" / f"TEM2SEMX_{name}.yaml").is_file()
         assert (user_cards / f"TEM2SEMX_{name}.yaml").is_file()  # installed where models install puts archives
     card = cards.find_card("TEM", "SEMX", "auto")

@@ -23,7 +23,7 @@ def extra_strategy():
 def test_builtin_strategies_describe_themselves():
     names = S.strategy_names()
     assert names == ("tutor", "adapt", "combined", "proxy", "direct", "invert", "histmatch")
-    assert S.strategy_names(shippable=True) == ("tutor", "adapt", "proxy")
+    assert S.strategy_names(shippable=True) == ("tutor", "adapt", "proxy", "invert")
     assert "combined" not in S.strategy_names(selectable=True)
     tutor, adapt, proxy, direct = (S.get_strategy(n) for n in ("tutor", "adapt", "proxy", "direct"))
     assert tutor.segments_target and proxy.segments_target and not adapt.segments_target
@@ -45,7 +45,7 @@ def test_register_and_get_strategy_checks():
         S.register_strategy(S.Strategy("late", "late", segments="U", model="late", teachers=("nothing",)))
     with pytest.raises(InputError, match="--strategy 'both': choose one of tutor, adapt, proxy, direct"):
         S.get_strategy("both")
-    with pytest.raises(InputError, match="--pseudo 'direct': choose one of tutor, adapt, proxy."):
+    with pytest.raises(InputError, match="--pseudo 'direct': choose one of tutor, adapt, proxy, invert."):
         S.get_strategy("direct", "--pseudo", shippable=True)
 
 
@@ -76,7 +76,7 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
                              nnunet="n", files={"t/x": "0" * 64}, name="A2B_gamma")
     card = cards.card_from_entry(tmp_path / "A2B_gamma.yaml", "A2B_gamma", entry)
     assert not card.segments_target  # an L model: AxonDeepSeg cannot run it alone
-    with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, gamma"):
+    with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, invert, gamma"):
         cards.card_from_entry(tmp_path / "x.yaml", "x", {**entry, "strategy": "direct"})
     # ads-synth pseudo --strategy help lists it; the evaluation orders and titles it from the registry
     with pytest.raises(SystemExit):

@@ -10,7 +10,7 @@ from ads_synth.segmentation.strategies import strategy_names
 def _ads_status(card):
     """The card's folder name among AxonDeepSeg's models, or why it has none."""
     if not card.segments_target:
-        return "- (adapt: use axondeepseg -t ... --pseudo adapt)"
+        return f"- ({card.strategy}: use axondeepseg -t {card.target} --pseudo {card.strategy})"
     try:
         from ads_synth.integration.ads_models import is_registered
     except ImportError:  # pragma: no cover - AxonDeepSeg is a dependency

@@ -75,7 +75,7 @@ def device_kind(device) -> str:
 
 
 def make_plan(budget_minutes, *, device="cpu", n_folds=2, inference_mpx=0.0, steps=None, epochs=None,
-              proxy_epochs=None, iterations=None) -> Plan:
+              proxy_epochs=None, iterations=None, train_l_model=True) -> Plan:
     """Split ``budget_minutes`` between the phases.
 
     Parameters
@@ -90,6 +90,9 @@ def make_plan(budget_minutes, *, device="cpu", n_folds=2, inference_mpx=0.0, ste
         Megapixels predicted in all (every strategy, on the models' grids), set aside first.
     steps, epochs, proxy_epochs, iterations : int, optional
         Explicit counts (they replace the planned ones).
+    train_l_model : bool
+        The run trains its L model; False when it reuses a shipped one (:mod:`ads_synth.family.l_model`), so the
+        teachers' share goes to the tutorship model alone.
 
     Returns
     -------
@@ -99,18 +102,21 @@ def make_plan(budget_minutes, *, device="cpu", n_folds=2, inference_mpx=0.0, ste
     cost = COSTS[kind]
     budget = float(budget_minutes) * 60.0
     iterations = int(iterations or ITERATIONS_PER_EPOCH)
-    fixed = 3 * cost["nnunet_setup"] + inference_mpx * cost["inference_mpx"] + 30.0
+    fixed = (2 + int(train_l_model)) * cost["nnunet_setup"] + inference_mpx * cost["inference_mpx"] + 30.0
     train = max(budget - fixed, 0.1 * budget)
     t_steps = int(steps) if steps else max(MIN_STEPS, int(train * SHARES["translation"] / cost["translation_step"]))
     per_epoch = iterations * cost["nnunet_iteration"]
-    # the teachers are two models (tutor, L) of n_folds folds each; the proxy one model of n_folds folds
-    teacher = int(epochs) if epochs else max(MIN_EPOCHS, int(train * SHARES["teachers"] / (2 * n_folds * per_epoch)))
+    # the teachers are two models (tutor, L) of n_folds folds each, or the tutor alone when L is reused; the proxy
+    # one model of n_folds folds
+    n_teachers = 2 if train_l_model else 1
+    teacher = int(epochs) if epochs else max(MIN_EPOCHS, int(train * SHARES["teachers"]
+                                                              / (n_teachers * n_folds * per_epoch)))
     proxy = int(proxy_epochs) if proxy_epochs else (
         int(epochs) if epochs else max(MIN_EPOCHS, int(train * SHARES["proxy"] / (n_folds * per_epoch))))
     estimates = {
         "scale": 10.0,
         "translation": t_steps * cost["translation_step"],
-        "teachers": 2 * cost["nnunet_setup"] + 2 * n_folds * teacher * per_epoch,
+        "teachers": n_teachers * (cost["nnunet_setup"] + n_folds * teacher * per_epoch),
         "candidates": inference_mpx * cost["inference_mpx"] * 0.6,
         "proxy": cost["nnunet_setup"] + n_folds * proxy * per_epoch + inference_mpx * cost["inference_mpx"] * 0.4,
         "family": 15.0,

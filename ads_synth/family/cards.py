@@ -1,7 +1,8 @@
 """The ``family`` phase: the model cards of a family run in ``OUT/family/``, and their installation.
 
-One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``) made by
-:func:`ads_synth_models.cards.create_card` (files copied as float16 inference checkpoints, sha256 listed), and
+One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``, ``<PAIR>_invert``) made by
+:func:`ads_synth_models.cards.create_card` (files copied as float16 inference checkpoints, sha256 listed; paths
+that apply the same model, ``adapt`` and ``invert``, share its files), and
 ``<PAIR>_auto``: the path chosen without labels, sharing that card's files, with an ``auto`` block holding the
 label-free scores that chose it (``ads-synth models show`` prints it). The cards are then packed into one archive
 and installed as ``ads-synth models install --archive`` does, into the first ``$ADS_SYNTH_MODELS`` folder, else
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ads_synth.atomic import atomic_write
 from ads_synth.family.auto import AUTO, auto_entry
+from ads_synth.segmentation.strategies import list_strategies
 
 
 def _command(run) -> str:
@@ -50,18 +52,55 @@ def _training(run, strategy) -> dict:
         "hardware": f"{run.device.type}",
         "scale": {k: scale.get(k) for k in ("scale", "low", "high", "method")},
         "translation": {"preset": run.opts.preset, "steps": translation["steps"], "tile": translation["tile"]},
-        "nnunet": {"configuration": "2d_compact", "patch": run.opts.patch, "folds": list(run.opts.folds),
-                   "epochs": epochs, "iterations_per_epoch": run.plan.iterations},
+        "nnunet": _nnunet_training(run, strategy, epochs),
         "teacher": state.result("proxy")["teacher"] if strategy == "proxy" else None,
         "wall_time_s": times,
         "data": {"labeled": state.config["labeled"], "unlabeled": state.config["unlabeled"]},
     }
 
 
+def _nnunet_training(run, strategy, epochs) -> dict:
+    from ads_synth.segmentation.strategies import get_strategy
+
+    reused = run.state.result("teachers").get("L_from")
+    if reused and get_strategy(strategy).model == "L":
+        return {"reused": f"the nnU-Net of the shipped card {reused['card']}, trained on exactly these labeled "
+                          "images (same image digest)", **reused}
+    return {"configuration": "2d_compact", "patch": run.opts.patch, "folds": list(run.opts.folds),
+            "epochs": epochs, "iterations_per_epoch": run.plan.iterations}
+
+
 def _scores(run, strategy) -> dict:
     scores = run.state.result("proxy")["scores"].get(strategy, {})
     return {"label_free": {k: round(v, 4) for k, v in scores.items()},
             "note": "label-free scores on crops of the unlabeled images (no manual label exists)"}
+
+
+def sharing_entry(card, strategy) -> dict:
+    """The card entry of ``strategy`` (a registered Strategy) applying ``card``'s files its own way, e.g.
+    ``invert``: the L model of an ``adapt`` card on intensity-inverted images, on the same grid (the translation is
+    read for its working pixel sizes only). Its ``training`` and ``scores`` are ``card``'s until replaced."""
+    from ads_synth_models import cards
+
+    name = f"{card.pair}_{strategy.name}"
+    entry = dict(card.entry)
+    entry.pop(AUTO, None)
+    entry["full_name"] = cards.ADS_PREFIX + name
+    entry["strategy"] = strategy.name
+    entry["model-info"] = (f"{card.source}->{card.target} pseudo labels, {strategy.title}: the files of "
+                           f"{card.name} (its translation read only for the working pixel sizes).")
+    return entry
+
+
+def _sharing_card(card, strategy, dest, run):
+    from ads_synth_models import cards
+
+    name = f"{card.pair}_{strategy.name}"
+    entry = sharing_entry(card, strategy)
+    entry["training"] = _training(run, strategy.name)
+    entry["scores"] = _scores(run, strategy.name)
+    cards.write_card(dest / f"{name}.yaml", name, entry)
+    return cards.load_card(dest / f"{name}.yaml")
 
 
 def write_family(run) -> dict:
@@ -73,16 +112,20 @@ def write_family(run) -> dict:
     dest = run.out / "family"
     translation = run._abs(state.result("translation")["model"])
     teachers = state.result("teachers")
-    folders = {"tutor": teachers["tutor"], "adapt": teachers["L"], "proxy": state.result("proxy")["model"]}
+    folders = {"tutor": teachers["tutor"], "L": teachers["L"], "proxy": state.result("proxy")["model"]}
     pixel_sizes = [px for _, px in run.u_jobs]
-    made = {}
-    for strategy, rel in folders.items():
-        made[strategy] = cards.create_card(
-            dest, source=opts.source, target=opts.target, strategy=strategy, translation=translation,
-            nnunet=run._abs(rel), pixel_size=(min(pixel_sizes), max(pixel_sizes)), folds=list(map(str, opts.folds)),
+    made, by_model = {}, {}
+    for strategy in list_strategies(shippable=True):  # one card per shippable path; paths of one model share files
+        if strategy.model in by_model:
+            made[strategy.name] = _sharing_card(by_model[strategy.model], strategy, dest, run)
+            continue
+        made[strategy.name] = by_model[strategy.model] = cards.create_card(
+            dest, source=opts.source, target=opts.target, strategy=strategy.name, translation=translation,
+            nnunet=run._abs(folders[strategy.model]), pixel_size=(min(pixel_sizes), max(pixel_sizes)),
+            folds=list(map(str, opts.folds)),
             training_data=f"Labeled {opts.source}: {state.config['labeled']['n_images']} images; unlabeled "
                           f"{opts.target}: {state.config['unlabeled']['n_images']} images (never labeled).",
-            training=_training(run, strategy), scores=_scores(run, strategy), overwrite=True)
+            training=_training(run, strategy.name), scores=_scores(run, strategy.name), overwrite=True)
     auto = state.result("proxy")["auto"]
     name = f"{opts.pair}_{AUTO}"
     entry = auto_entry(made[auto], name, state.result("proxy")["scores"], made)

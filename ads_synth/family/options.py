@@ -48,6 +48,9 @@ class FamilyOptions:
         Overrides of the planned schedule (tests, experts).
     register : bool
         Install the cards where ``ads-synth models install`` puts them.
+    train_l_model : bool
+        Train the L model even when a shipped one was trained on exactly these labeled images
+        (:mod:`ads_synth.family.l_model`); default reuse it.
     """
 
     unlabeled: list
@@ -70,6 +73,7 @@ class FamilyOptions:
     iterations: int | None = None
     patch: int = 128
     register: bool = True
+    train_l_model: bool = False
 
     @property
     def pair(self) -> str:
@@ -90,6 +94,7 @@ class FamilyOptions:
             "iterations": self.iterations,
             "patch": int(self.patch),
             "pixel_size": self.pixel_size,
+            "train_l_model": bool(self.train_l_model),
         }
 
 

@@ -6,14 +6,15 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
 1. ``scale``: the L -> U scale factor from fibre sizes (L's labels, U's images), unless ``--scale`` gives one.
 2. ``translation``: SynDiff between L and U (``OUT/work/translation``), its best model, and its non-diffusive
    half exported as a second translator (``OUT/work/translation_nd``).
-3. ``teachers``: the tutorship model (nnU-Net on L translated into U's look) and the L model (nnU-Net on L).
+3. ``teachers``: the tutorship model (nnU-Net on L translated into U's look) and the L model (nnU-Net on L; a
+   shipped one when it was trained on exactly these labeled images, :mod:`ads_synth.family.l_model`).
 4. ``candidates``: pseudo labels of every candidate path on up to :data:`~ads_synth.family.auto.SCORING_IMAGES`
    crops of U images: tutor, adapt (diffusive and non-diffusive translation), their pooled ``combined``, and the
    no-translation baselines direct, invert and histmatch.
 5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
 6. ``proxy``: the teacher's pseudo labels on every U image, a proxy nnU-Net self-trained on their confident part
    (plus L translated into U's look), scored like the candidates; ``auto`` = the best shippable path.
-7. ``family``: the cards (tutor, adapt, proxy, auto) and their files in ``OUT/family/``, installed.
+7. ``family``: the cards (tutor, adapt, proxy, invert, auto) and their files in ``OUT/family/``, installed.
 8. ``report``: ``OUT/report.md`` and its figures.
 
 U's labels are never read: every choice is made from the data (:mod:`ads_synth.segmentation.label_free`).
@@ -29,6 +30,7 @@ import numpy as np
 from ads_synth.errors import InputError
 from ads_synth.family.budget import TRANSLATION_TILE, Plan, make_plan
 from ads_synth.family.auto import SCORING_CROP, SCORING_IMAGES
+from ads_synth.family.l_model import trained_l_models
 from ads_synth.family.options import FamilyOptions, check_images, check_name_free, check_options, labeled_inputs
 from ads_synth.family.state import FamilyState, PhaseRunner, data_fingerprint
 
@@ -37,8 +39,6 @@ PHASES = ("scale", "translation", "teachers", "candidates", "choice", "proxy", "
 CANDIDATES = ("tutor", "adapt", "direct", "invert", "histmatch")
 #: The candidate adapting with SynDiff's non-diffusive generator (the CycleGAN half).
 ADAPT_ND = "adapt_nd"
-#: Paths a card can ship (``auto`` is chosen among them).
-SHIPPABLE = ("tutor", "adapt", "proxy")
 
 
 def _warn(message):
@@ -92,11 +92,13 @@ class FamilyRun:
         self.device = resolve_device(self.opts.device)
         self.state = FamilyState.open(self.out, self._config(), resume=self.opts.resume,
                                       overwrite=self.opts.overwrite, warn=_warn)
+        self.shipped_l = [] if self.opts.train_l_model else trained_l_models(self.labeled, self.opts.folds)
         plan = self.state.get("plan")
         if plan is None:
             plan = make_plan(self.opts.time_budget, device=str(self.device), n_folds=len(self.opts.folds),
                              inference_mpx=self._inference_mpx(), steps=self.opts.steps, epochs=self.opts.epochs,
-                             proxy_epochs=self.opts.proxy_epochs, iterations=self.opts.iterations).to_dict()
+                             proxy_epochs=self.opts.proxy_epochs, iterations=self.opts.iterations,
+                             train_l_model=not self.shipped_l).to_dict()
             self.state.set("plan", plan)
         self.plan = Plan.from_dict(plan)
         runner = PhaseRunner(self.state, PHASES, self.plan.estimates_s, verbose=self.opts.verbose)
@@ -104,6 +106,9 @@ class FamilyRun:
                    f"{self.opts.target} images; budget {self.opts.time_budget:g} min on {self.device.type} "
                    f"(translation {self.plan.translation_steps} steps, nnU-Net {self.plan.teacher_epochs} / "
                    f"{self.plan.proxy_epochs} epochs of {self.plan.iterations} iterations)")
+        if self.shipped_l:
+            runner.say(f"L model: a shipped nnU-Net trained on exactly these labeled images "
+                       f"({', '.join(c.name for c, _ in self.shipped_l)}; --train-l-model trains a new one)")
         for name in PHASES:
             runner.run(name, getattr(self, f"_phase_{name}"))
         family = self.state.result("family")
@@ -198,11 +203,21 @@ class FamilyRun:
         nnunet = self.work / "nnunet"
         tutor = train_tutor_model(self.labeled, model, translation, self.work / "models" / "tutor", nnunet,
                                   settings=settings)
+        l_dir = self.work / "models" / "L"
         l_px = working_pixel_sizes(model, str(translation))["L"]
-        l_dir = train_labeled_model(self.labeled_paths, self.work / "models" / "L", nnunet, pixel_size=l_px,
-                                    settings=settings, samples=self.labeled)
+        if self.shipped_l:  # trained on exactly these labeled images: copied, not trained again
+            from ads_synth.family.l_model import closest, copy_l_model, describe
+
+            card, folder = closest(self.shipped_l, l_px)
+            copy_l_model(folder, l_dir)
+            l_from = describe(card, folder)
+        else:
+            train_labeled_model(self.labeled_paths, l_dir, nnunet, pixel_size=l_px, settings=settings,
+                                samples=self.labeled)
+            l_from = None
         _reference_quantiles(self.labeled, l_dir / REFERENCE_FILE)  # L's intensities for histmatch (kept if present)
-        return {"tutor": self._rel(tutor), "L": self._rel(l_dir), "epochs": self.plan.teacher_epochs}
+        return {"tutor": self._rel(tutor), "L": self._rel(l_dir), "epochs": self.plan.teacher_epochs,
+                "L_from": l_from}
 
     # -- 4. candidates -----------------------------------------------------------------------------------------
     def _scoring_images(self):
@@ -314,8 +329,9 @@ class FamilyRun:
         folders = dict(cands["folders"], proxy=self._rel(folder))
         scores = self._score(folders)
         from ads_synth.segmentation.label_free import choose_candidate
+        from ads_synth.segmentation.strategies import strategy_names
 
-        auto = choose_candidate(scores, eligible=SHIPPABLE)
+        auto = choose_candidate(scores, eligible=strategy_names(shippable=True))
         return {"model": self._rel(proxy), "teacher": teacher, "epochs": self.plan.proxy_epochs,
                 "scores": scores, "auto": auto}
 

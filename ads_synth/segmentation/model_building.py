@@ -318,12 +318,14 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
 
 
 def data_record(samples) -> dict:
-    """What a model was trained on, without paths: dataset names, the image count and a digest of the images."""
-    from ads_synth.checksums import files_digest
+    """What a model was trained on, without paths: dataset names, the image count, a digest of the images (names
+    and contents) and one of their contents alone (:func:`ads_synth.checksums.contents_digest`)."""
+    from ads_synth.checksums import contents_digest, files_digest
     from ads_synth.data.datasets import dataset_name
 
     return {"data": sorted({dataset_name(s.image) for s in samples}), "n_images": len(samples),
-            "images_sha256": files_digest(s.image for s in samples)}
+            "images_sha256": files_digest(s.image for s in samples),
+            "images_contents_sha256": contents_digest(s.image for s in samples)}
 
 
 def translation_record(translation_path) -> dict:

@@ -18,7 +18,7 @@ adapt      L        U2L          L         the U image translated into L's look,
 combined   U        (pooled)     --        tutor and adapt pooled fold by fold (written when both run)
 proxy      U        no           proxy     self-trained on U's confident ``combined`` labels (a card)
 direct     L        no           L         the L model on the U image as it is: the floor of the comparison
-invert     L        no           L         the L model on the intensity-inverted U image (baseline)
+invert     L        no           L         the L model on the intensity-inverted U image (baseline; a card)
 histmatch  L        no           L         the L model on U histogram-matched to L's intensities (baseline)
 ========== ======== ============ ========= ======================================================================
 """
@@ -219,7 +219,8 @@ def _builtins():
         Strategy("proxy", "Proxy (self-trained on U)", segments="U", model="proxy", teachers=("tutor", "adapt"),
                  shippable=True, order=40),
         Strategy("direct", "L model applied directly", segments="L", model="L", in_all=True, order=50),
-        Strategy("invert", "L model on inverted U", segments="L", model="L", intensity=invert, order=60),
+        Strategy("invert", "L model on inverted U", segments="L", model="L", intensity=invert, shippable=True,
+                 order=60),
         Strategy("histmatch", "L model on U histogram-matched to L", segments="L", model="L",
                  intensity=histogram_match, needs_reference=True, order=70),
     ):
