@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ads_synth.integration import ads_cli
-from ads_synth_models import cards as C
+from ads_synth.cards.lookup import ENV_VAR, get_card
 from test_model_cards import make_fake_card
 
 BIN = Path(sys.executable).parent
@@ -120,7 +120,7 @@ def cards_dir(tmp_path, monkeypatch):
     make_fake_card(d)  # TEST -> FAKE, tutor (placeholder files: validation passes, running it would not)
     broken = make_fake_card(d, target="BROKEN", seed=b"b")
     (broken.translation / "weights.pt").unlink()
-    monkeypatch.setenv(C.ENV_VAR, str(d))
+    monkeypatch.setenv(ENV_VAR, str(d))
     return d
 
 
@@ -219,7 +219,7 @@ def test_pseudo_mode_passes_card_folders_folders_expanded_and_cpu_device(cards_d
     assert code == 0, capsys.readouterr().err
     (got, kwargs), = recorder
     assert got == [images / "a.png", images / "b.png"]
-    card = C.get_card("TEST2FAKE_tutor")
+    card = get_card("TEST2FAKE_tutor")
     assert kwargs == dict(translation=card.translation, segmentation=card.nnunet, strategy="tutor", out_dir=None,
                           overwrite=True, folds=["all"], device="cpu", progress=kwargs["progress"],
                           pixel_size=None, allow_large=False)
@@ -251,7 +251,7 @@ def test_gpu_id_without_gpu_warns_and_uses_cpu(cards_dir, images, recorder, caps
 
 def test_ads_synth_segment_is_the_same_feature(cards_dir, images, recorder, tmp_path):
     exe = BIN / "ads-synth"
-    env = dict(os.environ, **{C.ENV_VAR: str(cards_dir)})
+    env = dict(os.environ, **{ENV_VAR: str(cards_dir)})
     r = subprocess.run([str(exe), "segment", "-t", "XYZ", "--strategy", "tutor", "-i", str(images / "a.png")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "no pseudo-label model for TEM -> XYZ (tutor)" in r.stderr

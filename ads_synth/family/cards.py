@@ -1,7 +1,7 @@
 """The ``family`` phase: the model cards of a family run in ``OUT/family/``, and their installation.
 
 One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``) made by
-:func:`ads_synth_models.cards.create_card` (files copied as float16 inference checkpoints, sha256 listed), and
+:func:`ads_synth.cards.create.create_card` (files copied as float16 inference checkpoints, sha256 listed), and
 ``<PAIR>_auto``: the path chosen without labels, sharing that card's files, with an ``auto`` block holding the
 label-free scores that chose it (``ads-synth models show`` prints it). The cards are then packed into one archive
 and installed as ``ads-synth models install --archive`` does, into the first ``$ADS_SYNTH_MODELS`` folder, else
@@ -66,7 +66,8 @@ def _scores(run, strategy) -> dict:
 
 def write_family(run) -> dict:
     """Write (and install) the family's cards; return ``{"cards": [...], "auto": strategy, "installed": dir}``."""
-    from ads_synth_models import cards
+    from ads_synth.cards.create import create_card
+    from ads_synth.cards.schema import load_card, write_card
 
     opts = run.opts
     state = run.state
@@ -77,7 +78,7 @@ def write_family(run) -> dict:
     pixel_sizes = [px for _, px in run.u_jobs]
     made = {}
     for strategy, rel in folders.items():
-        made[strategy] = cards.create_card(
+        made[strategy] = create_card(
             dest, source=opts.source, target=opts.target, strategy=strategy, translation=translation,
             nnunet=run._abs(rel), pixel_size=(min(pixel_sizes), max(pixel_sizes)), folds=list(map(str, opts.folds)),
             training_data=f"Labeled {opts.source}: {state.config['labeled']['n_images']} images; unlabeled "
@@ -86,9 +87,9 @@ def write_family(run) -> dict:
     auto = state.result("proxy")["auto"]
     name = f"{opts.pair}_{AUTO}"
     entry = auto_entry(made[auto], name, state.result("proxy")["scores"], made)
-    cards.write_card(dest / f"{name}.yaml", name, entry)
-    family = [cards.load_card(dest / f"{c.name}.yaml") for c in made.values()]
-    family.append(cards.load_card(dest / f"{name}.yaml"))
+    write_card(dest / f"{name}.yaml", name, entry)
+    family = [load_card(dest / f"{c.name}.yaml") for c in made.values()]
+    family.append(load_card(dest / f"{name}.yaml"))
     installed = None
     if opts.register:
         installed = install_family(family, run.work / f"{opts.pair}.zip", overwrite=True)
@@ -98,7 +99,8 @@ def write_family(run) -> dict:
 
 def install_family(family, archive, overwrite=False) -> Path:
     """Pack the cards ``family`` (one folder) into ``archive`` and install it; return the install folder."""
-    from ads_synth_models import cards
+    from ads_synth.cards.install import install_archive
+    from ads_synth.cards.lookup import default_install_dir
 
     files = {}
     for card in family:
@@ -112,6 +114,6 @@ def install_family(family, archive, overwrite=False) -> Path:
 
     Path(archive).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(archive, write)
-    dest = cards.default_install_dir()
-    cards.install_archive(archive, dest, overwrite=overwrite)
+    dest = default_install_dir()
+    install_archive(archive, dest, overwrite=overwrite)
     return dest
