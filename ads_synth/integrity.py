@@ -57,7 +57,7 @@ def verify_files(expected, sha256=None) -> list:
     expected : dict
         Path -> sha256 hex digest.
     sha256 : callable, optional
-        ``sha256(path) -> hex``; default :func:`ads_synth_models.cards.sha256_file`.
+        ``sha256(path) -> hex``; default :func:`ads_synth.checksums.sha256_file`.
 
     Returns
     -------

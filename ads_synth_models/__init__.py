@@ -3,5 +3,6 @@
 A card ``<source>2<target>_<strategy>.yaml`` (e.g. ``TEM2SEM_tutor.yaml``) describes a pseudo-label model in the
 form of AxonDeepSeg's ``model_cards.yaml``; its files live in ``<source>2<target>/`` beside it. Cards are found in
 this package folder and in the folders named by the environment variable ``ADS_SYNTH_MODELS``
-(see :mod:`ads_synth_models.cards` and ``README.md`` here). Adding a modality pair is adding a card and its files.
+(see ``README.md`` here). Adding a modality pair is adding a card and its files. This package holds data only; the
+code that reads, checks, makes and installs cards is :mod:`ads_synth.cards`.
 """

@@ -78,7 +78,7 @@ def generate(out, sem, labeled, device="cpu"):
     from ads_synth.segmentation.predict import SegmentationModel
     from ads_synth.segmentation.pseudo import OutputOptions, _Job, _run_jobs
     from ads_synth.translation.translate import load_translation_model
-    from ads_synth_models.cards import get_card, require_files
+    from ads_synth.cards.lookup import get_card, require_files
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,9 @@ def _one_torch_thread():
 def user_cards(tmp_path, monkeypatch):
     """An empty user cards folder (``$ADS_SYNTH_MODELS``) with the package's own cards hidden, so that the cards a
     test makes there are the only ones found."""
-    from ads_synth_models import cards
+    from ads_synth.cards import lookup
 
     folder = tmp_path / "models"
-    monkeypatch.setenv(cards.ENV_VAR, str(folder))
-    monkeypatch.setattr(cards, "PACKAGE_DIR", tmp_path / "no-package-cards")
+    monkeypatch.setenv(lookup.ENV_VAR, str(folder))
+    monkeypatch.setattr(lookup, "PACKAGE_DIR", tmp_path / "no-package-cards")
     return folder

@@ -7,9 +7,9 @@ import shlex
 import pytest
 
 from ads_synth.cli import build_parser
-from ads_synth_models import cards as C
+from ads_synth.cards.lookup import PACKAGE_DIR, get_card, list_cards
 
-SHIPPED = C.list_cards([C.PACKAGE_DIR])
+SHIPPED = list_cards([PACKAGE_DIR])
 META = ("extra", "format", "ads_synth_version", "_class_name")
 
 
@@ -64,7 +64,7 @@ def test_create_card_from_a_training_run_ships_its_best_model(user_cards, tmp_pa
     _, nn = make_fake_models(tmp_path / "seg")
     assert cli_main(["models", "create", "--source", "A", "--target", "B", "--strategy", "tutor", "--translation",
                      str(run), "--nnunet", str(nn), "--pixel-size", "0.2", "--dest", str(user_cards)]) == 0
-    card = C.get_card("A2B_tutor")
+    card = get_card("A2B_tutor")
     shipped = sorted(rel for rel in card.files if rel.startswith("A2B/translation/"))
     assert shipped == ["A2B/translation/config.json", "A2B/translation/weights.pt"]
     assert (card.translation / "weights.pt").read_bytes() == (run / "best" / "weights.pt").read_bytes()

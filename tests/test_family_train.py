@@ -224,7 +224,8 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert all(p["done"] for p in phases.values()) and len(phases) == 8
     assert phases["translation"]["seconds"] == translation_time  # not trained again
 
-    from ads_synth_models import cards
+    from ads_synth.cards.lookup import find_card
+    from ads_synth.cards.verify import verify_card
 
     state = json.loads((out / STATE_FILE).read_text())
     auto = state["phases"]["proxy"]["result"]["auto"]
@@ -232,11 +233,11 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     for name in (*strategy_names(shippable=True), "auto"):
         assert (out / "family" / f"TEM2SEMX_{name}.yaml").is_file()
         assert (user_cards / f"TEM2SEMX_{name}.yaml").is_file()  # installed where models install puts archives
-    card = cards.find_card("TEM", "SEMX", "auto")
+    card = find_card("TEM", "SEMX", "auto")
     assert card.name == "TEM2SEMX_auto" and card.auto["chosen"] == auto and card.strategy == auto
-    assert not cards.verify_card(card)
+    assert not verify_card(card)
     assert set(card.auto["scores"]) >= {"tutor", "adapt", "proxy", "invert", "histmatch", "direct"}
-    assert cards.find_card("TEM", "SEMX", "tutor").name == "TEM2SEMX_tutor"
+    assert find_card("TEM", "SEMX", "tutor").name == "TEM2SEMX_tutor"
     assert "ads-synth family train" in card.entry["training"]["command"]
 
     assert main(["models", "show", "TEM2SEMX_auto"]) == 0

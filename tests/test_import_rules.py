@@ -1,5 +1,6 @@
 """Import rules between the parts (docs/architecture.md): inference never imports training, ``translation/``
-never imports the model package, the strategy registry stays light.
+imports neither the model package nor the card layer, the strategy registry and the card layer stay light, and
+the model package ``ads_synth_models`` holds data only.
 
 Imports are read from the source with ``ast`` (also those inside functions, which run later), followed
 transitively through ``ads_synth`` and ``ads_synth_models``; one subprocess checks what importing really loads.
@@ -81,11 +82,33 @@ def test_inference_never_imports_training(module):
     assert not reached, f"{module} reaches training modules {sorted(reached)}"
 
 
-def test_translation_never_imports_the_model_package():
+#: What ``translation/`` must never reach: the model package, the card layer and the command layer (card names
+#: are resolved in the command layer).
+NOT_FROM_TRANSLATION = ("ads_synth_models", "ads_synth.cards", "ads_synth.commands", "ads_synth.integration")
+
+
+def test_translation_never_imports_the_model_package_or_the_cards():
     for path in sorted((ROOT / "ads_synth" / "translation").glob("*.py")):
         module = f"ads_synth.translation.{path.stem}"
-        bad = {m for m in closure(module) if m.startswith("ads_synth_models")}
+        bad = {m for m in closure(module) if m.startswith(NOT_FROM_TRANSLATION)}
         assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_card_layer_never_imports_training_or_the_commands():
+    for path in sorted((ROOT / "ads_synth" / "cards").glob("*.py")):
+        module = f"ads_synth.cards.{path.stem}".removesuffix(".__init__")
+        reached = closure(module)
+        bad = (reached & TRAINING) | {m for m in reached if m.startswith(("ads_synth.commands", "ads_synth.family"))}
+        assert not bad, f"{module} reaches {sorted(bad)}"
+
+
+def test_model_package_is_data_only():
+    """``ads_synth_models`` holds cards, model folders and datasets: no code but its ``__init__`` docstring."""
+    package = ROOT / "ads_synth_models"
+    code = sorted(str(p.relative_to(package)) for p in package.rglob("*.py"))
+    assert code == ["__init__.py"], code
+    body = ast.parse((package / "__init__.py").read_text(encoding="utf-8")).body
+    assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
 
 
 def test_strategy_registry_is_standard_library_only():
@@ -106,9 +129,19 @@ def test_rules_seen_by_a_real_import():
         "import ads_synth.integration.ads_cli, ads_synth.segmentation.pseudo, ads_synth.translation.translate\n"
         f"bad = sorted(m for m in {sorted(TRAINING)!r} if m in sys.modules)\n"
         "assert not bad, bad\n"
-        "assert 'ads_synth_models.cards' not in sys.modules, 'cards read outside the command layer'\n"
+        "assert not [m for m in sys.modules if m.startswith('ads_synth.cards')], 'cards read by inference'\n"
         "print('ok')\n"
     )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_card_layer_loads_no_torch():
+    """Listing, verifying, making and installing cards imports no torch (``ads-synth models list`` stays quick)."""
+    code = ("import sys, ads_synth.cards.create, ads_synth.cards.install, ads_synth.cards.lookup, ads_synth.cards.verify\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'the card layer pulled heavy modules'\n"
+            "print('ok')\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

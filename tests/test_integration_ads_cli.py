@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ads_synth.integration import ads_cli
-from ads_synth_models import cards as C
+from ads_synth.cards.lookup import ENV_VAR, get_card
 from test_model_cards import make_fake_card
 
 BIN = Path(sys.executable).parent
@@ -66,39 +66,104 @@ def test_wrapper_is_the_installed_axondeepseg_script():
     assert "ads_synth.integration.ads_cli" in WRAPPER.read_text()
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["--help"],
-        [],  # -i is required: argparse error, exit 2
-        ["-i", "image.txt"],  # invalid extension: exit 1
-        ["-v", "7", "-i", "image.png"],  # invalid verbosity: exit 2
-        ["-i", "image.png", "--unknown-option"],  # exit 2
-        ["-i", "image.png", "--gpu-id", "not-a-number"],  # exit 2
-    ],
-    ids=["help", "no-args", "bad-extension", "bad-verbosity", "unknown-option", "bad-gpu-id"],
-)
-def test_ads_command_lines_behave_exactly_as_ads(tmp_path, args):
-    """Exit code, stdout, stderr and axondeepseg.log are AxonDeepSeg's own (its documented CLI cases); the help has
-    one more line at the end, naming -t/--pseudo."""
-    ads = ads_own_script(tmp_path / "ads_bin")
-    runs = {}
+#: AxonDeepSeg's documented command-line cases: the arguments and the exit code AxonDeepSeg gives them.
+ADS_CASES = {
+    "help": (["--help"], 0),
+    "no-args": ([], 2),  # -i is required: argparse error
+    "bad-extension": (["-i", "image.txt"], 1),
+    "bad-verbosity": (["-v", "7", "-i", "image.png"], 2),
+    "unknown-option": (["-i", "image.png", "--unknown-option"], 2),
+    "bad-gpu-id": (["-i", "image.png", "--gpu-id", "not-a-number"], 2),
+}
+
+
+def _case_folders(tmp_path):
+    folders = {}
     for which in ("wrapper", "ads"):
         cwd = tmp_path / which
         cwd.mkdir()
         (cwd / "image.txt").write_text("not an image")
         write_png(cwd / "image.png")
-        runs[which] = cwd
-    with ThreadPoolExecutor(2) as pool:  # the two processes side by side: each spends seconds importing torch
-        wrapper, own = pool.map(lambda item: run_in(item[0], args, item[1]),
-                                [(WRAPPER, runs["wrapper"]), (ads, runs["ads"])])
+        folders[which] = cwd
+    return folders
+
+
+def _check_same_as_ads(args, code, wrapper, own):
     if args == ["--help"]:  # AxonDeepSeg's help, unchanged, plus one line naming the plugin's options
         assert wrapper[1] == own[1] + ads_cli.HELP_EPILOG + "\n"
+        assert own[1].startswith("usage: axondeepseg [-h] -i IMGPATH")
         wrapper = (wrapper[0], own[1], *wrapper[2:])
     assert wrapper == own
-    assert wrapper[0] == (0 if args == ["--help"] else 1 if args == ["-i", "image.txt"] else 2)
-    if args == ["--help"]:
-        assert wrapper[1].startswith("usage: axondeepseg [-h] -i IMGPATH")
+    assert wrapper[0] == code
+
+
+def test_ads_command_line_through_the_installed_scripts(tmp_path):
+    """The real console scripts side by side (one case: the others run in-process below): exit code, stdout,
+    stderr and axondeepseg.log of ``axondeepseg -i image.txt`` (an invalid extension: exit 1) are AxonDeepSeg's."""
+    args, code = ADS_CASES["bad-extension"]
+    ads = ads_own_script(tmp_path / "ads_bin")
+    folders = _case_folders(tmp_path)
+    with ThreadPoolExecutor(2) as pool:  # the two processes side by side: each spends seconds importing torch
+        wrapper, own = pool.map(lambda item: run_in(item[0], args, item[1]),
+                                [(WRAPPER, folders["wrapper"]), (ads, folders["ads"])])
+    _check_same_as_ads(args, code, wrapper, own)
+    assert "Invalid extension for file image.txt" in own[2] and "Invalid extension for file image.txt" in own[3]
+
+
+@pytest.fixture(scope="module")
+def ads_segment_main():
+    """AxonDeepSeg's own ``axondeepseg`` entry point, imported once for the in-process comparisons. loguru's
+    terminal handler is added per call (:func:`run_main_in`, on the captured stderr) and put back afterwards."""
+    from loguru import logger
+
+    from AxonDeepSeg.segment import main as own_main
+
+    logger.remove()
+    yield own_main
+    logger.remove()
+    logger.add(sys.stderr)
+
+
+def run_main_in(main, args, cwd, capfd, monkeypatch):
+    """``main(args)`` in this process as its console script would run it in ``cwd``: (exit code, stdout, stderr,
+    axondeepseg.log), like :func:`run_in`. The loguru handlers added for the call (AxonDeepSeg adds a log file
+    handler on each call) are removed after it, which also flushes the queued log file."""
+    from loguru import logger
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(WRAPPER)] + list(args))  # argparse's prog: ``axondeepseg``
+    capfd.readouterr()
+    handlers = set(logger._core.handlers)
+    logger.add(sys.stderr)  # loguru's default terminal handler, as a fresh process has it
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    finally:
+        for handler in set(logger._core.handlers) - handlers:
+            logger.remove(handler)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    out, err = capfd.readouterr()
+    log = Path(cwd) / "axondeepseg.log"
+
+    def norm(text):
+        return _normalise(text).replace(str(cwd), "<cwd>")
+
+    return (0 if code is None else code), norm(out), norm(err), norm(log.read_text()) if log.exists() else None
+
+
+@pytest.mark.parametrize("case", sorted(ADS_CASES))
+def test_ads_command_lines_behave_exactly_as_ads(tmp_path, case, ads_segment_main, capfd, monkeypatch):
+    """Exit code, stdout, stderr and axondeepseg.log are AxonDeepSeg's own (its documented CLI cases, in-process:
+    the plugin's ``main`` against AxonDeepSeg's); the help has one more line at the end, naming -t/--pseudo."""
+    args, code = ADS_CASES[case]
+    folders = _case_folders(tmp_path)
+    wrapper = run_main_in(ads_cli.main, args, folders["wrapper"], capfd, monkeypatch)
+    own = run_main_in(ads_segment_main, args, folders["ads"], capfd, monkeypatch)
+    _check_same_as_ads(args, code, wrapper, own)
+    if case == "bad-extension":  # AxonDeepSeg logged the error to its log file and the terminal
+        assert "Invalid extension for file image.txt" in own[3] and "Invalid extension" in own[2]
 
 
 def test_wants_pseudo_detects_only_the_plugin_options():
@@ -120,7 +185,7 @@ def cards_dir(tmp_path, monkeypatch):
     make_fake_card(d)  # TEST -> FAKE, tutor (placeholder files: validation passes, running it would not)
     broken = make_fake_card(d, target="BROKEN", seed=b"b")
     (broken.translation / "weights.pt").unlink()
-    monkeypatch.setenv(C.ENV_VAR, str(d))
+    monkeypatch.setenv(ENV_VAR, str(d))
     return d
 
 
@@ -219,7 +284,7 @@ def test_pseudo_mode_passes_card_folders_folders_expanded_and_cpu_device(cards_d
     assert code == 0, capsys.readouterr().err
     (got, kwargs), = recorder
     assert got == [images / "a.png", images / "b.png"]
-    card = C.get_card("TEST2FAKE_tutor")
+    card = get_card("TEST2FAKE_tutor")
     assert kwargs == dict(translation=card.translation, segmentation=card.nnunet, strategy="tutor", out_dir=None,
                           overwrite=True, folds=["all"], device="cpu", progress=kwargs["progress"],
                           pixel_size=None, allow_large=False)
@@ -251,7 +316,7 @@ def test_gpu_id_without_gpu_warns_and_uses_cpu(cards_dir, images, recorder, caps
 
 def test_ads_synth_segment_is_the_same_feature(cards_dir, images, recorder, tmp_path):
     exe = BIN / "ads-synth"
-    env = dict(os.environ, **{C.ENV_VAR: str(cards_dir)})
+    env = dict(os.environ, **{ENV_VAR: str(cards_dir)})
     r = subprocess.run([str(exe), "segment", "-t", "XYZ", "--strategy", "tutor", "-i", str(images / "a.png")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "no pseudo-label model for TEM -> XYZ (tutor)" in r.stderr

@@ -10,7 +10,10 @@ import pytest
 
 from ads_synth.errors import InputError
 from ads_synth.integration import ads_models
-from ads_synth_models import cards as C
+from ads_synth.cards.create import pack_card
+from ads_synth.cards.lookup import ENV_VAR
+from ads_synth.checksums import sha256_file
+from ads_synth.integration.ads_models import ADS_MARKER
 from test_model_cards import make_fake_card
 
 
@@ -20,15 +23,15 @@ def test_register_copies_nnunet_folder_under_ads_name(tmp_path):
     folder = ads_models.register_in_ads(card, models)
     assert folder == models / "model_seg_pseudo_TEST2FAKE_tutor"
     got = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert got == [C.ADS_MARKER, "dataset.json", "fold_all/checkpoint_final.pth", "plans.json"]
+    assert got == [ADS_MARKER, "dataset.json", "fold_all/checkpoint_final.pth", "plans.json"]
     for rel in ("dataset.json", "fold_all/checkpoint_final.pth"):
-        assert C.sha256_file(folder / rel) == card.files[f"TEST2FAKE/nnunet_tutor/{rel}"]
+        assert sha256_file(folder / rel) == card.files[f"TEST2FAKE/nnunet_tutor/{rel}"]
     assert ads_models.is_registered(card, models)
     # registering again replaces the folder ads-synth made; a foreign folder needs overwrite
     (folder / "dataset.json").write_text("stale")
     ads_models.register_in_ads(card, models)
-    assert C.sha256_file(folder / "dataset.json") == card.files["TEST2FAKE/nnunet_tutor/dataset.json"]
-    (folder / C.ADS_MARKER).unlink()
+    assert sha256_file(folder / "dataset.json") == card.files["TEST2FAKE/nnunet_tutor/dataset.json"]
+    (folder / ADS_MARKER).unlink()
     with pytest.raises(InputError, match="that ads-synth did not install"):
         ads_models.register_in_ads(card, models)
     assert not ads_models.unregister_from_ads(card, models) and folder.is_dir()  # not ours: kept
@@ -41,7 +44,7 @@ def test_proxy_card_segments_the_target_and_registers_like_a_tutor_card(tmp_path
     assert proxy.segments_target and proxy.nnunet.name == "nnunet_proxy"
     folder = ads_models.register_in_ads(proxy, tmp_path / "m")
     assert folder.name == "model_seg_pseudo_TEST2FAKE_proxy" and ads_models.is_registered(proxy, tmp_path / "m")
-    assert C.sha256_file(folder / "dataset.json") == proxy.files["TEST2FAKE/nnunet_proxy/dataset.json"]
+    assert sha256_file(folder / "dataset.json") == proxy.files["TEST2FAKE/nnunet_proxy/dataset.json"]
     assert not make_fake_card(tmp_path / "cards", strategy="adapt", seed=b"a").segments_target
 
 
@@ -76,8 +79,8 @@ def test_installed_tutor_model_is_in_ads_model_list(tmp_path, monkeypatch, real_
 
     source = "T" + uuid.uuid4().hex[:8]  # unique: other test runs may share the ADS folder
     card = make_fake_card(tmp_path / "cards", source=source)
-    archive = C.pack_card(card, tmp_path / "card.zip")
-    env = dict(os.environ, **{C.ENV_VAR: str(tmp_path / "user")})
+    archive = pack_card(card, tmp_path / "card.zip")
+    env = dict(os.environ, **{ENV_VAR: str(tmp_path / "user")})
     exe = Path(sys.executable).parent / "ads-synth"
     r = subprocess.run([str(exe), "models", "install", "--archive", str(archive)], capture_output=True, text=True,
                        env=env, timeout=120)

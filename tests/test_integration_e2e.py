@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ads_synth_models import cards as C
+from ads_synth.cards.create import create_card
+from ads_synth.cards.lookup import ENV_VAR, get_card
 from test_integration_ads_cli import WRAPPER, ads_own_script, run_in
 from tiny_models import tiny_pipeline
 
@@ -39,8 +40,8 @@ def family(pipeline, tmp_path_factory):
     folder = tmp_path_factory.mktemp("family")
     models = pipeline.result["models"]
     common = dict(source="TEM", target="SEM", translation=pipeline.translation, pixel_size=(0.07, 0.18))
-    C.create_card(folder, strategy="tutor", nnunet=models["tutor"], **common)
-    C.create_card(folder, strategy="adapt", nnunet=models["L"], **common)
+    create_card(folder, strategy="tutor", nnunet=models["tutor"], **common)
+    create_card(folder, strategy="adapt", nnunet=models["L"], **common)
     return folder
 
 
@@ -58,7 +59,7 @@ def sem_image(shared_data, tmp_path):
 
 
 def _env(family):
-    return dict(os.environ, **{C.ENV_VAR: str(family)})
+    return dict(os.environ, **{ENV_VAR: str(family)})
 
 
 def _read(path):
@@ -146,10 +147,10 @@ def ads_registered(family, tmp_path):
     """The tutor model installed among AxonDeepSeg's real models under a unique name; removed afterwards."""
     from ads_synth.integration.ads_models import ads_models_dir, register_in_ads
 
-    tutor = C.get_card("TEM2SEM_tutor", [family])
+    tutor = get_card("TEM2SEM_tutor", [family])
     cards = tmp_path / "cards"
     name = f"TEM2SEM_tutor_test{uuid.uuid4().hex[:8]}"
-    card = C.create_card(cards, source="TEM", target="SEM", strategy="tutor", translation=tutor.translation,
+    card = create_card(cards, source="TEM", target="SEM", strategy="tutor", translation=tutor.translation,
                          nnunet=tutor.nnunet, pixel_size=tutor.pixel_size, name=name)
     models = ads_models_dir()
     existed = models.exists()

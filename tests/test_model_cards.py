@@ -12,7 +12,12 @@ import torch
 import yaml
 
 from ads_synth.errors import InputError
-from ads_synth_models import cards as C
+from ads_synth.cards.create import create_card, pack_card
+from ads_synth.cards.install import install_archive, install_card
+from ads_synth.cards.lookup import ENV_VAR, PACKAGE_DIR, find_card, get_card, list_cards, model_dirs, require_files
+from ads_synth.cards.schema import load_card
+from ads_synth.cards.verify import require_verified, verify_card
+from ads_synth.checksums import sha256_file
 
 
 def make_fake_models(folder, seed=b"x"):
@@ -39,14 +44,14 @@ def make_fake_models(folder, seed=b"x"):
 def make_fake_card(dest, source="TEST", target="FAKE", strategy="tutor", pixel_size=(0.05, 0.1), seed=b"x"):
     """A card with placeholder files in ``dest``; returns the ModelCard."""
     tr, nn = make_fake_models(Path(dest).parent / f"src-{source}-{target}-{strategy}-{seed.hex()}", seed)
-    return C.create_card(dest, source=source, target=target, strategy=strategy, translation=tr, nnunet=nn,
+    return create_card(dest, source=source, target=target, strategy=strategy, translation=tr, nnunet=nn,
                          pixel_size=pixel_size, folds=["all"])
 
 
 @pytest.fixture
 def user_dir(tmp_path, monkeypatch):
     d = tmp_path / "models"
-    monkeypatch.setenv(C.ENV_VAR, str(d))
+    monkeypatch.setenv(ENV_VAR, str(d))
     return d
 
 
@@ -76,10 +81,10 @@ def test_create_card_writes_ads_form_with_checksums_of_every_shipped_file(user_d
         "TEST2FAKE/nnunet_tutor/fold_all/checkpoint_final.pth",
     }
     for rel, digest in entry["files"].items():
-        assert C.sha256_file(user_dir / rel) == digest
+        assert sha256_file(user_dir / rel) == digest
     assert card.pixel_size == (0.05, 0.1) and card.folds == ("all",) and card.strategy == "tutor"
     assert card.translation == user_dir / "TEST2FAKE/translation" and card.nnunet.name == "nnunet_tutor"
-    assert C.verify_card(card) == []
+    assert verify_card(card) == []
 
 
 def test_list_cards_user_dir_first_and_hides_same_name(tmp_path, monkeypatch):
@@ -87,36 +92,36 @@ def test_list_cards_user_dir_first_and_hides_same_name(tmp_path, monkeypatch):
     ca = make_fake_card(a, seed=b"a")
     make_fake_card(b, seed=b"b")
     make_fake_card(b, strategy="adapt", seed=b"c")
-    monkeypatch.setenv(C.ENV_VAR, os.pathsep.join([str(a), str(b)]))
-    found = {c.name: c for c in C.list_cards()}
+    monkeypatch.setenv(ENV_VAR, os.pathsep.join([str(a), str(b)]))
+    found = {c.name: c for c in list_cards()}
     assert found["TEST2FAKE_tutor"].path == ca.path  # a hides b
     assert found["TEST2FAKE_adapt"].root == b
-    assert C.model_dirs()[:2] == [a, b] and C.model_dirs()[-1] == C.PACKAGE_DIR
-    assert C.find_card("test", "fake", "adapt").name == "TEST2FAKE_adapt"  # case-insensitive modalities
+    assert model_dirs()[:2] == [a, b] and model_dirs()[-1] == PACKAGE_DIR
+    assert find_card("test", "fake", "adapt").name == "TEST2FAKE_adapt"  # case-insensitive modalities
 
 
 def test_find_card_error_lists_available_pairs(user_dir):
     make_fake_card(user_dir)
     with pytest.raises(InputError) as err:
-        C.find_card("TEM", "NOPE", "tutor")
+        find_card("TEM", "NOPE", "tutor")
     msg = str(err.value)
     assert "TEM -> NOPE" in msg and "TEST2FAKE_tutor (TEST -> FAKE, tutor)" in msg and "\n" not in msg
     with pytest.raises(InputError, match="no model card named 'zzz'"):
-        C.get_card("zzz")
+        get_card("zzz")
 
 
 def test_verify_reports_checksum_mismatch_and_missing_files(user_dir):
     card = make_fake_card(user_dir)
     (user_dir / "TEST2FAKE/translation/weights.pt").write_bytes(b"tampered")
     (user_dir / "TEST2FAKE/nnunet_tutor/plans.json").unlink()
-    problems = C.verify_card(card)
+    problems = verify_card(card)
     assert "TEST2FAKE/translation/weights.pt: checksum mismatch" in problems
     assert "TEST2FAKE/nnunet_tutor/plans.json: missing" in problems
     assert card.missing_files() == ["TEST2FAKE/nnunet_tutor/plans.json"] and not card.is_installed()
     with pytest.raises(InputError, match="points at 1 missing file"):
-        C.require_files(card)
+        require_files(card)
     with pytest.raises(InputError, match="failed verification: .*and 1 more"):
-        C.require_verified(card)
+        require_verified(card)
 
 
 @pytest.mark.parametrize(
@@ -137,9 +142,9 @@ def test_invalid_card_is_one_line_input_error(user_dir, mutate, message):
     mutate(data["TEST2FAKE_tutor"])
     card.path.write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match=message) as err:
-        C.get_card("TEST2FAKE_tutor")
+        get_card("TEST2FAKE_tutor")
     assert str(card.path) in str(err.value) and "\n" not in str(err.value)
-    assert "TEST2FAKE_tutor" not in [c.name for c in C.list_cards()]  # skipped with a warning by the listing
+    assert "TEST2FAKE_tutor" not in [c.name for c in list_cards()]  # skipped with a warning by the listing
 
 
 def test_card_entry_must_be_named_like_its_file(user_dir):
@@ -147,32 +152,32 @@ def test_card_entry_must_be_named_like_its_file(user_dir):
     data = yaml.safe_load(card.path.read_text())
     card.path.write_text(yaml.safe_dump({"Other": data["TEST2FAKE_tutor"]}))
     with pytest.raises(InputError, match="named 'Other' but the file is TEST2FAKE_tutor.yaml"):
-        C.load_card(card.path)
+        load_card(card.path)
     card.path.write_text("a: [unclosed")
     with pytest.raises(InputError, match="not valid YAML"):
-        C.load_card(card.path)
+        load_card(card.path)
 
 
 def test_pack_then_install_archive_offline_into_user_dir(tmp_path, monkeypatch):
     src = tmp_path / "built"
     card = make_fake_card(src)
     make_fake_card(src, strategy="adapt")
-    archive = C.pack_card(card, tmp_path / "TEST2FAKE_tutor.zip")
+    archive = pack_card(card, tmp_path / "TEST2FAKE_tutor.zip")
     with zipfile.ZipFile(archive) as zf:
         assert sorted(zf.namelist()) == sorted(["TEST2FAKE_tutor.yaml", *card.files])
     dest = tmp_path / "user"
-    monkeypatch.setenv(C.ENV_VAR, str(dest))
-    installed = C.install_archive(archive)
+    monkeypatch.setenv(ENV_VAR, str(dest))
+    installed = install_archive(archive)
     assert [c.name for c in installed] == ["TEST2FAKE_tutor"]
-    assert installed[0].root == dest and C.verify_card(installed[0]) == []
+    assert installed[0].root == dest and verify_card(installed[0]) == []
     assert not any(p.name.startswith(".install-") for p in dest.iterdir())  # temp folder gone
     # the adapt card shares the pair's translation files: installing it too does not conflict
-    installed2 = C.install_archive(C.pack_card(C.get_card("TEST2FAKE_adapt", [src]), tmp_path / "adapt.zip"))
-    assert installed2[0].name == "TEST2FAKE_adapt" and C.verify_card(installed2[0]) == []
+    installed2 = install_archive(pack_card(get_card("TEST2FAKE_adapt", [src]), tmp_path / "adapt.zip"))
+    assert installed2[0].name == "TEST2FAKE_adapt" and verify_card(installed2[0]) == []
     # reinstalling the same archive is fine (same content): the same files, byte for byte, and no stray ones
     before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
-    again = C.install_archive(archive)
-    assert [c.name for c in again] == ["TEST2FAKE_tutor"] and C.verify_card(again[0]) == []
+    again = install_archive(archive)
+    assert [c.name for c in again] == ["TEST2FAKE_tutor"] and verify_card(again[0]) == []
     after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     assert after == before
     assert {Path(rel) for rel in card.files} | {Path("TEST2FAKE_tutor.yaml")} <= set(after)
@@ -188,54 +193,54 @@ def test_install_archive_refuses_damaged_archive_and_leaves_dest_unchanged(tmp_p
             zf.writestr(rel, data + b"!" if rel.endswith("weights.pt") else data)
     dest = tmp_path / "dest"
     with pytest.raises(InputError, match="weights.pt: checksum mismatch.*damaged"):
-        C.install_archive(damaged, dest)
+        install_archive(damaged, dest)
     assert list(dest.iterdir()) == []
     not_zip = tmp_path / "model.zip"
     not_zip.write_text("hello")
     with pytest.raises(InputError, match="not a zip archive"):
-        C.install_archive(not_zip, dest)
+        install_archive(not_zip, dest)
     with pytest.raises(InputError, match="no such file"):
-        C.install_archive(tmp_path / "absent.zip", dest)
+        install_archive(tmp_path / "absent.zip", dest)
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../outside.yaml", "x: 1")
     with pytest.raises(InputError, match="outside its folder"):
-        C.install_archive(evil, dest)
+        install_archive(evil, dest)
     assert not (tmp_path / "outside.yaml").exists()
 
 
 def test_install_archive_does_not_replace_other_content_without_overwrite(tmp_path):
     card = make_fake_card(tmp_path / "built")
-    archive = C.pack_card(card, tmp_path / "a.zip")
+    archive = pack_card(card, tmp_path / "a.zip")
     dest = tmp_path / "dest"
-    C.install_archive(archive, dest)
+    install_archive(archive, dest)
     (dest / "TEST2FAKE/translation/weights.pt").write_bytes(b"local change")
     with pytest.raises(InputError, match="exists with other content; use --overwrite"):
-        C.install_archive(archive, dest)
+        install_archive(archive, dest)
     assert (dest / "TEST2FAKE/translation/weights.pt").read_bytes() == b"local change"
-    C.install_archive(archive, dest, overwrite=True)
-    assert C.verify_card(C.load_card(dest / "TEST2FAKE_tutor.yaml")) == []
+    install_archive(archive, dest, overwrite=True)
+    assert verify_card(load_card(dest / "TEST2FAKE_tutor.yaml")) == []
 
 
 def test_install_card_never_downloads_and_names_the_archive(tmp_path):
     built = make_fake_card(tmp_path / "built")
-    archive = C.pack_card(built, tmp_path / "release" / "TEST2FAKE_tutor.zip")
+    archive = pack_card(built, tmp_path / "release" / "TEST2FAKE_tutor.zip")
     # a shipped card (files absent) naming where its archive is published
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     data = yaml.safe_load(built.path.read_text())
     data["TEST2FAKE_tutor"]["weights"]["single_fold"] = archive.as_uri()
     (shipped / "TEST2FAKE_tutor.yaml").write_text(yaml.safe_dump(data))
-    card = C.load_card(shipped / "TEST2FAKE_tutor.yaml")
+    card = load_card(shipped / "TEST2FAKE_tutor.yaml")
     assert card.url == archive.as_uri() and not card.is_installed()
     before = sorted(p.name for p in shipped.rglob("*"))
     with pytest.raises(InputError, match=r"published at file:.*install --archive"):
-        C.install_card(card)
+        install_card(card)
     assert sorted(p.name for p in shipped.rglob("*")) == before
     # the archive installs offline, and then the card verifies
-    C.install_archive(archive, shipped, overwrite=True)
-    installed = C.install_card(C.load_card(shipped / "TEST2FAKE_tutor.yaml"))
-    assert installed.root == shipped and C.verify_card(installed) == []
+    install_archive(archive, shipped, overwrite=True)
+    installed = install_card(load_card(shipped / "TEST2FAKE_tutor.yaml"))
+    assert installed.root == shipped and verify_card(installed) == []
 
 
 def test_pixel_size_outside_is_more_than_twice_out_of_range(user_dir):
@@ -248,14 +253,14 @@ def test_pixel_size_outside_is_more_than_twice_out_of_range(user_dir):
 # the `ads-synth models` command (subprocess: the real console script)
 # ----------------------------------------------------------------------------------------------------------------
 def _ads_synth(*args, env_dir, cwd):
-    env = dict(os.environ, **{C.ENV_VAR: str(env_dir)})
+    env = dict(os.environ, **{ENV_VAR: str(env_dir)})
     exe = Path(sys.executable).parent / "ads-synth"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
 
 
 def test_models_cli_list_show_verify_install(tmp_path):
     card = make_fake_card(tmp_path / "built")
-    archive = C.pack_card(card, tmp_path / "TEST2FAKE_tutor.zip")
+    archive = pack_card(card, tmp_path / "TEST2FAKE_tutor.zip")
     user = tmp_path / "user"
     r = _ads_synth("models", "install", "--archive", str(archive), "--no-ads", env_dir=user, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -288,7 +293,7 @@ def test_models_cli_create_and_pack(tmp_path):
                    "--translation", str(tr), "--nnunet", str(nn), "--pixel-size", "0.1", "0.2",
                    "--scores", str(scores), env_dir=user, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    card = C.load_card(user / "TEST2FAKE_adapt.yaml")
+    card = load_card(user / "TEST2FAKE_adapt.yaml")
     assert card.entry["scores"] == {"dice_axon": 0.8} and card.pixel_size == (0.1, 0.2) and card.folds is None
     r = _ads_synth("models", "pack", "TEST2FAKE_adapt", "-o", str(tmp_path / "a.zip"), env_dir=user, cwd=tmp_path)
     assert r.returncode == 0 and zipfile.is_zipfile(tmp_path / "a.zip")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ads_synth.cli import main as cli_main
 from ads_synth.integration import ads_cli
-from ads_synth_models import cards as C
+from ads_synth.cards.lookup import ENV_VAR, PACKAGE_DIR, list_cards
 from test_model_cards import make_fake_card
 from test_translation_training import make_domain
 from tiny_models import build_tiny_translation_model
@@ -57,7 +57,7 @@ def sem_crop(tmp_path):
 @pytest.fixture
 def package_cards(monkeypatch):
     """Only the shipped cards (no user folder)."""
-    monkeypatch.delenv(C.ENV_VAR, raising=False)
+    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 def _translate(model, image, out, *extra):
@@ -266,7 +266,7 @@ def test_14_one_broken_card_does_not_block_the_others(user_cards, capsys):
     make_fake_card(user_cards)
     broken = user_cards / "TEST2OOPS_tutor.yaml"
     broken.write_text("TEST2OOPS_tutor: [unclosed\n")
-    assert [c.name for c in C.list_cards()] == ["TEST2FAKE_tutor"]
+    assert [c.name for c in list_cards()] == ["TEST2FAKE_tutor"]
     assert cli_main(["models", "list"]) == 0
     captured = capsys.readouterr()
     assert "TEST2FAKE_tutor" in captured.out
@@ -394,7 +394,7 @@ def test_19_build_has_no_ignored_package_warnings_and_ships_every_model_file(tmp
     assert r.returncode == 0, r.stderr[-2000:]
     assert "would be ignored" not in r.stdout + r.stderr
     lib = src / "build" / "lib"
-    for card in C.list_cards(dirs=[Path(C.__file__).parent]):
+    for card in list_cards(dirs=[PACKAGE_DIR]):
         for rel in list(card.files) + [card.path.name]:
             assert (lib / "ads_synth_models" / rel).is_file(), rel
     assert (lib / "ads_synth" / "napari.yaml").is_file()

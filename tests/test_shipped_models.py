@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ads_synth_models import cards as C
+from ads_synth.cards.lookup import ENV_VAR, PACKAGE_DIR, find_card, list_cards
+from ads_synth.cards.verify import verify_card
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,7 +29,7 @@ MiB = 1024 * 1024
 
 
 def _package_cards():
-    return C.list_cards(dirs=[Path(C.__file__).parent])
+    return list_cards(dirs=[PACKAGE_DIR])
 
 
 def test_every_shipped_card_verifies_and_each_file_is_small():
@@ -36,7 +37,7 @@ def test_every_shipped_card_verifies_and_each_file_is_small():
     assert cards, "no model card ships in ads_synth_models"
     sizes = {}  # cards that apply the same model (adapt, invert, auto) share its files: each file counts once
     for card in cards:
-        assert C.verify_card(card) == [], card.name
+        assert verify_card(card) == [], card.name
         for rel in card.files:
             size = card.file_path(rel).stat().st_size
             assert size < 16 * MiB, f"{rel}: {size / MiB:.1f} MiB"
@@ -60,7 +61,7 @@ def test_every_pair_ships_an_auto_card_that_is_one_of_its_paths():
     chose it recorded) and uses exactly that path's files."""
     cards = _package_cards()
     for target in DEMOS:
-        auto = C.find_card("TEM", target, "auto", dirs=[Path(C.__file__).parent])
+        auto = find_card("TEM", target, "auto", dirs=[PACKAGE_DIR])
         assert auto.name == f"TEM2{target}_auto" and auto.auto["chosen"] == auto.strategy
         assert auto.strategy in auto.auto["among"] and set(auto.auto["scores"]) == set(auto.auto["among"])
         best = max(auto.auto["scores"], key=lambda k: auto.auto["scores"][k]["score"])
@@ -77,7 +78,7 @@ def demo_run(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"demo-{target}-{strategy}")
     shutil.copy(source / image, folder)
     shutil.copy(source / "pixel_size_in_micrometer.txt", folder)
-    env = {k: v for k, v in os.environ.items() if k != C.ENV_VAR}  # the package's own cards
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}  # the package's own cards
     env["OMP_NUM_THREADS"] = "1"
     command = [str(BIN / "axondeepseg"), "-t", target, "--pseudo", strategy, "-i", str(folder / image)]
     seg = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)

@@ -61,7 +61,7 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
     from ads_synth.cli import build_parser
     from ads_synth.integration.ads_cli import build_parser as ads_parser
     from ads_synth.segmentation.evaluate import Evaluation
-    from ads_synth_models import cards
+    from ads_synth.cards.schema import card_entry, card_from_entry
 
     # axondeepseg --pseudo offers the shippable strategies, the new one included
     args = ads_parser().parse_args(["-t", "SEM", "--pseudo", "gamma", "-i", "x.png"])
@@ -72,12 +72,12 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
     args = build_parser().parse_args(["models", "create", "--source", "A", "--target", "B", "--strategy", "gamma",
                                       "--translation", "t", "--nnunet", "n", "--pixel-size", "0.1"])
     assert args.strategy == "gamma"
-    entry = cards.card_entry(source="A", target="B", strategy="gamma", pixel_size=0.1, translation="t",
+    entry = card_entry(source="A", target="B", strategy="gamma", pixel_size=0.1, translation="t",
                              nnunet="n", files={"t/x": "0" * 64}, name="A2B_gamma")
-    card = cards.card_from_entry(tmp_path / "A2B_gamma.yaml", "A2B_gamma", entry)
+    card = card_from_entry(tmp_path / "A2B_gamma.yaml", "A2B_gamma", entry)
     assert not card.segments_target  # an L model: AxonDeepSeg cannot run it alone
     with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, invert, gamma"):
-        cards.card_from_entry(tmp_path / "x.yaml", "x", {**entry, "strategy": "direct"})
+        card_from_entry(tmp_path / "x.yaml", "x", {**entry, "strategy": "direct"})
     # ads-synth pseudo --strategy help lists it; the evaluation orders and titles it from the registry
     with pytest.raises(SystemExit):
         build_parser().parse_args(["pseudo", "--help"])

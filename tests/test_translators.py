@@ -99,11 +99,11 @@ def test_translate_command_and_a_card_use_the_exported_translator(exported, tmp_
     assert sidecar["PixelSize"] == pytest.approx([0.1, 0.1])  # physical: the input's grid (issue 15 item 16)
     assert sidecar["DomainPixelSize"] == pytest.approx(0.05)  # the scale L's model should read it at
 
-    from ads_synth_models import cards
+    from ads_synth.cards.create import create_card
     from test_model_cards import make_fake_models
 
     _, nn = make_fake_models(tmp_path / "seg")
-    card = cards.create_card(user_cards, source="A", target="B", strategy="tutor", translation=exported, nnunet=nn,
+    card = create_card(user_cards, source="A", target="B", strategy="tutor", translation=exported, nnunet=nn,
                              pixel_size=0.1)
     assert type(load_translation_model(card.translation, "cpu")) is ResnetTranslator
     assert cli_main(["translate", "--model", card.name, "--direction", "L2U", "-i", str(src / "a.png"),

@@ -1,7 +1,7 @@
 """Model card names on the command line: the command layer turns them into folders.
 
-The translation code never reads model cards (``ads_synth.translation`` does not import ``ads_synth_models``):
-``--model`` / ``--translation`` values that are not paths are looked up here, as card names.
+The translation code never reads model cards (``ads_synth.translation`` imports neither ``ads_synth.cards`` nor
+``ads_synth_models``): ``--model`` / ``--translation`` values that are not paths are looked up here, as card names.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ def resolve_translation(value):
     if not isinstance(value, (str, Path)) or Path(value).exists():
         return value
     try:
-        from ads_synth_models import cards
+        from ads_synth.cards.lookup import get_card, require_files
     except ImportError:  # PyYAML missing: paths only
         return value
     try:
-        card = cards.get_card(str(value))
+        card = get_card(str(value))
     except InputError:
         return value
     from ads_synth.integrity import require_verified_card
 
     # sha256 of the card's translation files (cached by size and mtime): damaged weights stop here
-    card = require_verified_card(cards.require_files(card), under=card.translation)
+    card = require_verified_card(require_files(card), under=card.translation)
     return Path(card.translation)

@@ -34,7 +34,7 @@ def collect_info():
         device = "torch missing"
     rows.append(("device", device))
     try:
-        from ads_synth_models.cards import list_cards
+        from ads_synth.cards.lookup import list_cards
 
         cards = list_cards()
         rows.append(("model cards", ", ".join(c.name for c in cards) if cards else "none"))

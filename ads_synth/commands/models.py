@@ -1,7 +1,8 @@
 """``ads-synth models list|show|install|verify|create|pack|unregister``: the pseudo-label model family.
 
-Cards are read by :mod:`ads_synth_models.cards` (package folder and ``$ADS_SYNTH_MODELS``); a tutorship or proxy card's
-nnU-Net folder is installed among AxonDeepSeg's models by :mod:`ads_synth.integration.ads_models`.
+Cards are found by :mod:`ads_synth.cards.lookup` (package folder and ``$ADS_SYNTH_MODELS``), checked by
+:mod:`ads_synth.cards.verify`, made by :mod:`ads_synth.cards.create` and installed by :mod:`ads_synth.cards.install`;
+a tutorship or proxy card's nnU-Net folder is installed among AxonDeepSeg's models by :mod:`ads_synth.integration.ads_models`.
 """
 
 from ads_synth.segmentation.strategies import strategy_names
@@ -19,7 +20,7 @@ def _ads_status(card):
 
 
 def run_list(args):
-    from ads_synth_models.cards import list_cards, model_dirs
+    from ads_synth.cards.lookup import list_cards, model_dirs
 
     cards = list_cards()
     if not cards:
@@ -45,7 +46,7 @@ def run_list(args):
 
 
 def run_show(args):
-    from ads_synth_models.cards import get_card
+    from ads_synth.cards.lookup import get_card
 
     card = get_card(args.name)
     print(card.path.read_text(encoding="utf-8").rstrip())
@@ -77,7 +78,8 @@ def _register(card, no_ads, overwrite):
 
 def run_install(args):
     from ads_synth.errors import InputError
-    from ads_synth_models.cards import get_card, install_archive, install_card
+    from ads_synth.cards.install import install_archive, install_card
+    from ads_synth.cards.lookup import get_card
 
     if not args.archive and not args.names:
         raise InputError("give a card name (see `ads-synth models list`) or --archive FILE.zip to install.")
@@ -95,7 +97,7 @@ def run_install(args):
 def _ads_copy_problems(card):
     """Files of the card's AxonDeepSeg copy that differ from the card (empty when not installed there)."""
     from ads_synth.integration.ads_models import ads_model_path, is_registered
-    from ads_synth_models.cards import sha256_file
+    from ads_synth.checksums import sha256_file
 
     if not card.segments_target or not is_registered(card):
         return []
@@ -114,7 +116,8 @@ def _ads_copy_problems(card):
 
 def run_verify(args):
     from ads_synth.errors import InputError
-    from ads_synth_models.cards import get_card, list_cards, pixel_size_problems, verify_card
+    from ads_synth.cards.lookup import get_card, list_cards
+    from ads_synth.cards.verify import pixel_size_problems, verify_card
 
     cards = [get_card(n) for n in args.names] if args.names else list_cards()
     if not cards:
@@ -152,7 +155,8 @@ def _json_file(path, what):
 
 
 def run_create(args):
-    from ads_synth_models.cards import create_card, default_install_dir
+    from ads_synth.cards.create import create_card
+    from ads_synth.cards.lookup import default_install_dir
 
     card = create_card(
         args.dest or default_install_dir(),
@@ -176,7 +180,8 @@ def run_create(args):
 
 
 def run_pack(args):
-    from ads_synth_models.cards import get_card, pack_card
+    from ads_synth.cards.create import pack_card
+    from ads_synth.cards.lookup import get_card
 
     card = get_card(args.name)
     archive = pack_card(card, args.output or f"{card.name}.zip", overwrite=args.overwrite)
@@ -186,7 +191,7 @@ def run_pack(args):
 
 def run_unregister(args):
     from ads_synth.integration.ads_models import unregister_from_ads
-    from ads_synth_models.cards import get_card
+    from ads_synth.cards.lookup import get_card
 
     for name in args.names:
         card = get_card(name)

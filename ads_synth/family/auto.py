@@ -65,10 +65,10 @@ def score_folders(folders, images, reference=None, unit_size=None) -> dict:
 
 def auto_entry(chosen, name, scores, among) -> dict:
     """The card entry of ``name`` (``<PAIR>_auto``): ``chosen``'s (a ModelCard) with the ``auto`` block."""
-    from ads_synth_models import cards
+    from ads_synth.cards.schema import ADS_PREFIX
 
     entry = dict(chosen.entry)
-    entry["full_name"] = cards.ADS_PREFIX + name
+    entry["full_name"] = ADS_PREFIX + name
     entry["model-info"] = (f"The {chosen.source}->{chosen.target} path chosen without labels ({chosen.strategy}); "
                            + str(chosen.entry.get("model-info", "")))
     entry[AUTO] = {"chosen": chosen.strategy, "among": sorted(among), "method": METHOD,
@@ -102,9 +102,10 @@ def choose_auto_card(pair, unlabeled, work, *, pixel_size=None, gpu_id=-1, overw
     from ads_synth.integration.pseudo_action import run_pseudo_labels
     from ads_synth.segmentation.label_free import choose_candidate
     from ads_synth.segmentation.pseudo import _samples
-    from ads_synth_models import cards
+    from ads_synth.cards.lookup import list_cards
+    from ads_synth.cards.schema import load_card, write_card
 
-    family = [c for c in cards.list_cards() if c.pair.lower() == str(pair).lower() and c.auto is None]
+    family = [c for c in list_cards() if c.pair.lower() == str(pair).lower() and c.auto is None]
     if not family:
         raise InputError(f"{pair}: no model cards of this pair; see `ads-synth models list`.")
     name = f"{family[0].pair}_{AUTO}"
@@ -120,5 +121,5 @@ def choose_auto_card(pair, unlabeled, work, *, pixel_size=None, gpu_id=-1, overw
                           progress=progress)
     scores = score_folders(folders, images)
     chosen = {c.strategy: c for c in family}[choose_candidate(scores)]
-    cards.write_card(target, name, auto_entry(chosen, name, scores, folders))
-    return cards.load_card(target), scores
+    write_card(target, name, auto_entry(chosen, name, scores, folders))
+    return load_card(target), scores

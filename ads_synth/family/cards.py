@@ -1,7 +1,7 @@
 """The ``family`` phase: the model cards of a family run in ``OUT/family/``, and their installation.
 
 One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``, ``<PAIR>_invert``) made by
-:func:`ads_synth_models.cards.create_card` (files copied as float16 inference checkpoints, sha256 listed; paths
+:func:`ads_synth.cards.create.create_card` (files copied as float16 inference checkpoints, sha256 listed; paths
 that apply the same model, ``adapt`` and ``invert``, share its files), and
 ``<PAIR>_auto``: the path chosen without labels, sharing that card's files, with an ``auto`` block holding the
 label-free scores that chose it (``ads-synth models show`` prints it). The cards are then packed into one archive
@@ -65,7 +65,7 @@ def _nnunet_training(run, strategy, epochs) -> dict:
     reused = run.state.result("teachers").get("L_from")
     if reused and get_strategy(strategy).model == "L":
         return {"reused": f"the nnU-Net of the shipped card {reused['card']}, trained on exactly these labeled "
-                          "images (same image digest)", **reused}
+                          "images (same image contents)", **reused}
     return {"configuration": "2d_compact", "patch": run.opts.patch, "folds": list(run.opts.folds),
             "epochs": epochs, "iterations_per_epoch": run.plan.iterations}
 
@@ -80,12 +80,12 @@ def sharing_entry(card, strategy) -> dict:
     """The card entry of ``strategy`` (a registered Strategy) applying ``card``'s files its own way, e.g.
     ``invert``: the L model of an ``adapt`` card on intensity-inverted images, on the same grid (the translation is
     read for its working pixel sizes only). Its ``training`` and ``scores`` are ``card``'s until replaced."""
-    from ads_synth_models import cards
+    from ads_synth.cards.schema import ADS_PREFIX
 
     name = f"{card.pair}_{strategy.name}"
     entry = dict(card.entry)
     entry.pop(AUTO, None)
-    entry["full_name"] = cards.ADS_PREFIX + name
+    entry["full_name"] = ADS_PREFIX + name
     entry["strategy"] = strategy.name
     entry["model-info"] = (f"{card.source}->{card.target} pseudo labels, {strategy.title}: the files of "
                            f"{card.name} (its translation read only for the working pixel sizes).")
@@ -93,19 +93,20 @@ def sharing_entry(card, strategy) -> dict:
 
 
 def _sharing_card(card, strategy, dest, run):
-    from ads_synth_models import cards
+    from ads_synth.cards.schema import load_card, write_card
 
     name = f"{card.pair}_{strategy.name}"
     entry = sharing_entry(card, strategy)
     entry["training"] = _training(run, strategy.name)
     entry["scores"] = _scores(run, strategy.name)
-    cards.write_card(dest / f"{name}.yaml", name, entry)
-    return cards.load_card(dest / f"{name}.yaml")
+    write_card(dest / f"{name}.yaml", name, entry)
+    return load_card(dest / f"{name}.yaml")
 
 
 def write_family(run) -> dict:
     """Write (and install) the family's cards; return ``{"cards": [...], "auto": strategy, "installed": dir}``."""
-    from ads_synth_models import cards
+    from ads_synth.cards.create import create_card
+    from ads_synth.cards.schema import load_card, write_card
 
     opts = run.opts
     state = run.state
@@ -119,7 +120,7 @@ def write_family(run) -> dict:
         if strategy.model in by_model:
             made[strategy.name] = _sharing_card(by_model[strategy.model], strategy, dest, run)
             continue
-        made[strategy.name] = by_model[strategy.model] = cards.create_card(
+        made[strategy.name] = by_model[strategy.model] = create_card(
             dest, source=opts.source, target=opts.target, strategy=strategy.name, translation=translation,
             nnunet=run._abs(folders[strategy.model]), pixel_size=(min(pixel_sizes), max(pixel_sizes)),
             folds=list(map(str, opts.folds)),
@@ -129,9 +130,9 @@ def write_family(run) -> dict:
     auto = state.result("proxy")["auto"]
     name = f"{opts.pair}_{AUTO}"
     entry = auto_entry(made[auto], name, state.result("proxy")["scores"], made)
-    cards.write_card(dest / f"{name}.yaml", name, entry)
-    family = [cards.load_card(dest / f"{c.name}.yaml") for c in made.values()]
-    family.append(cards.load_card(dest / f"{name}.yaml"))
+    write_card(dest / f"{name}.yaml", name, entry)
+    family = [load_card(dest / f"{c.name}.yaml") for c in made.values()]
+    family.append(load_card(dest / f"{name}.yaml"))
     installed = None
     if opts.register:
         installed = install_family(family, run.work / f"{opts.pair}.zip", overwrite=True)
@@ -141,7 +142,8 @@ def write_family(run) -> dict:
 
 def install_family(family, archive, overwrite=False) -> Path:
     """Pack the cards ``family`` (one folder) into ``archive`` and install it; return the install folder."""
-    from ads_synth_models import cards
+    from ads_synth.cards.install import install_archive
+    from ads_synth.cards.lookup import default_install_dir
 
     files = {}
     for card in family:
@@ -155,6 +157,6 @@ def install_family(family, archive, overwrite=False) -> Path:
 
     Path(archive).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(archive, write)
-    dest = cards.default_install_dir()
-    cards.install_archive(archive, dest, overwrite=overwrite)
+    dest = default_install_dir()
+    install_archive(archive, dest, overwrite=overwrite)
     return dest

@@ -37,7 +37,7 @@ def trained_l_models(samples, folds, cards=None) -> list:
     folds : list of int
         Folds the run trains.
     cards : list of ModelCard, optional
-        Cards to search; default every installed card (:func:`ads_synth_models.cards.list_cards`).
+        Cards to search; default every installed card (:func:`ads_synth.cards.lookup.list_cards`).
 
     Returns
     -------
@@ -48,7 +48,7 @@ def trained_l_models(samples, folds, cards=None) -> list:
     from ads_synth.segmentation.strategies import get_strategy
 
     if cards is None:
-        from ads_synth_models.cards import list_cards
+        from ads_synth.cards.lookup import list_cards
 
         cards = list_cards(warn=False)
     digest = contents_digest(s.image for s in samples)

@@ -215,14 +215,14 @@ def check_images(samples, what):
 def check_name_free(opts, resuming):
     """InputError when a card of the pair ``SOURCE2TARGET`` exists already: in the package (shipped), or in a
     user folder (unless ``overwrite``). Not checked when continuing a run (its own cards may be registered)."""
-    from ads_synth_models import cards
+    from ads_synth.cards import lookup
 
     if resuming:
         return
-    for card in cards.list_cards():
+    for card in lookup.list_cards():
         if card.pair.lower() != opts.pair.lower():
             continue
-        if card.root.resolve() == cards.PACKAGE_DIR.resolve():
+        if card.root.resolve() == lookup.PACKAGE_DIR.resolve():
             raise InputError(f"--target {opts.target}: {card.name} is a model card of the package, so the family "
                              f"{opts.pair} exists; name your modality otherwise (e.g. --target {opts.target}-lab).")
         if not opts.overwrite:

@@ -17,7 +17,9 @@ import shutil
 from pathlib import Path
 
 from ads_synth.errors import InputError
-from ads_synth_models.cards import ADS_MARKER
+
+#: Marker file written into a model folder that ads-synth installed into AxonDeepSeg/models.
+ADS_MARKER = ".ads_synth_card"
 
 
 def ads_models_dir() -> Path:
@@ -48,7 +50,7 @@ def register_in_ads(card, models_dir=None, overwrite=False) -> Path:
     put there is replaced; any other folder of that name only with ``overwrite``. Returns the model folder.
     InputError for an adaptation card or a card whose files are missing.
     """
-    from ads_synth_models.cards import require_files
+    from ads_synth.cards.lookup import require_files
 
     if not card.segments_target:
         raise InputError(

@@ -20,7 +20,8 @@ from ads_synth.data.images import check_pixel_size, image_extension, read_pixel_
 from ads_synth.data.writers import segmentation_paths
 from ads_synth.errors import InputError
 from ads_synth.integrity import require_verified_card
-from ads_synth_models.cards import ModelCard, find_card, get_card, require_files
+from ads_synth.cards.lookup import find_card, get_card, require_files
+from ads_synth.cards.schema import ModelCard
 
 #: How far outside a card's pixel size range an image may be before a warning: more than 2x (ADS issue #987).
 PIXEL_SIZE_TOLERANCE = 2.0
@@ -268,6 +269,6 @@ def read_masks(result) -> dict:
 
 def installed_cards() -> list:
     """Cards whose files are all on disk (the choices the GUIs offer)."""
-    from ads_synth_models.cards import list_cards
+    from ads_synth.cards.lookup import list_cards
 
     return [c for c in list_cards() if c.is_installed()]
