@@ -120,6 +120,8 @@ def test_bad_options(tmp_path, user_cards, capsys):
     _bad(base + ["--target", "NEW", "--time-budget", "0"], capsys, "--time-budget")
     _bad(base + ["--target", "NEW", "--scale", "huge"], capsys, "--scale")
     _bad(base + ["--target", "NEW", "--folds", "7"], capsys, "--folds")
+    _bad(base + ["--target", "NEW", "--rounds", "0"], capsys, "--rounds")
+    _bad(base + ["--target", "NEW", "--rounds", "many"], capsys, "--rounds")
     assert not (tmp_path / "out").exists()
 
 
@@ -202,7 +204,7 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     us = _unlabeled(tmp_path / "u")
     out = tmp_path / "out"
     args = ["--unlabeled", *map(str, us), "--target", "SEMX", "-o", str(out), "--labeled", str(labeled),
-            "--source", "TEM", *TINY]
+            "--source", "TEM", *TINY, "--rounds", "2"]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "ads_synth.cli", "family", "train", *args, "-v", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -228,7 +230,13 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     from ads_synth.cards.verify import verify_card
 
     state = json.loads((out / STATE_FILE).read_text())
-    auto = state["phases"]["proxy"]["result"]["auto"]
+    proxy = state["phases"]["proxy"]["result"]
+    auto = proxy["auto"]
+    # two self-training rounds: the second learned from the first's labels and is kept only if it scored higher
+    first, second = proxy["rounds"]
+    assert first["kept"] and second["kept"] == (second["score"] > first["score"])
+    assert proxy["model"] == (second if second["kept"] else first)["model"]
+    assert (out / "work" / "teacher_labels" / "proxy").is_dir()  # round 1's labels on every U image taught round 2
     assert auto in strategy_names(shippable=True)
     for name in (*strategy_names(shippable=True), "auto"):
         assert (out / "family" / f"TEM2SEMX_{name}.yaml").is_file()

@@ -12,7 +12,8 @@ def run_train(args):
         device=args.device, time_budget=args.time_budget, resume=args.resume, overwrite=args.overwrite,
         verbose=args.verbose, pixel_size=args.pixel_size, scale=args.scale, preset=args.preset, folds=args.folds,
         steps=args.steps, epochs=args.epochs, proxy_epochs=args.proxy_epochs, iterations=args.iterations,
-        patch=args.patch, register=not args.no_install, train_l_model=args.train_l_model)
+        patch=args.patch, register=not args.no_install, train_l_model=args.train_l_model,
+        rounds=args.rounds)
     family = train_family(opts)
     if args.verbose == 0:
         print(f"{opts.pair}: auto = {family['auto']}; cards {', '.join(family['cards'])}")
@@ -64,6 +65,9 @@ def register(subparsers):
     expert.add_argument("--proxy-epochs", dest="proxy_epochs", type=int, default=None, help="nnU-Net epochs of the proxy")
     expert.add_argument("--iterations", type=int, default=None, help="nnU-Net iterations per epoch (default 50)")
     expert.add_argument("--patch", type=int, default=128, help="nnU-Net patch side (default 128)")
+    expert.add_argument("--rounds", default="auto", metavar="N",
+                        help="self-training rounds of the proxy: auto (the default: up to 3, while the label-free "
+                        "score improves and the budget allows) or a most number of rounds")
     expert.add_argument("--train-l-model", dest="train_l_model", action="store_true",
                         help="train the L model even when a shipped one was trained on exactly these labeled images "
                         "(default: reuse it)")

@@ -37,6 +37,10 @@ def _command(run) -> str:
             words += [flag, str(value)]
     if list(opts.folds) != [0, 1]:
         words += ["--folds", *map(str, opts.folds)]
+    if opts.rounds != "auto":
+        words += ["--rounds", str(opts.rounds)]
+    if opts.train_l_model:
+        words += ["--train-l-model"]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -54,6 +58,8 @@ def _training(run, strategy) -> dict:
         "translation": {"preset": run.opts.preset, "steps": translation["steps"], "tile": translation["tile"]},
         "nnunet": _nnunet_training(run, strategy, epochs),
         "teacher": state.result("proxy")["teacher"] if strategy == "proxy" else None,
+        "self_training_rounds": ([{k: r[k] for k in ("round", "score", "kept", "seconds")}
+                                  for r in state.result("proxy").get("rounds", [])] if strategy == "proxy" else None),
         "wall_time_s": times,
         "data": {"labeled": state.config["labeled"], "unlabeled": state.config["unlabeled"]},
     }

@@ -51,6 +51,10 @@ class FamilyOptions:
     train_l_model : bool
         Train the L model even when a shipped one was trained on exactly these labeled images
         (:mod:`ads_synth.family.l_model`); default reuse it.
+    rounds : str or int
+        Self-training rounds of the proxy: ``auto`` (up to :data:`ads_synth.family.train.MAX_ROUNDS`, while the
+        label-free score improves and the budget allows) or a most number of rounds (each kept only if it
+        improves).
     """
 
     unlabeled: list
@@ -74,6 +78,7 @@ class FamilyOptions:
     patch: int = 128
     register: bool = True
     train_l_model: bool = False
+    rounds: object = "auto"
 
     @property
     def pair(self) -> str:
@@ -95,6 +100,7 @@ class FamilyOptions:
             "patch": int(self.patch),
             "pixel_size": self.pixel_size,
             "train_l_model": bool(self.train_l_model),
+            "rounds": self.rounds,
         }
 
 
@@ -158,6 +164,10 @@ def check_options(opts) -> FamilyOptions:
     for name in ("steps", "epochs", "proxy_epochs", "iterations"):
         setattr(opts, name, _positive_int(getattr(opts, name), "--" + name.replace("_", "-")))
     opts.patch = _positive_int(opts.patch, "--patch")
+    if str(opts.rounds).strip().lower() == "auto":
+        opts.rounds = "auto"
+    else:
+        opts.rounds = _positive_int(opts.rounds, "--rounds")
     if opts.patch % 16:
         raise InputError(f"--patch {opts.patch}: give a multiple of 16 (e.g. 128).")
     if opts.pixel_size is not None:

@@ -94,6 +94,16 @@ def _scores_table(scores, chosen, mark):
     return "\n".join(lines)
 
 
+def _rounds_table(rounds) -> list:
+    """Markdown lines of the self-training rounds (score beside the candidates, kept or not), or none."""
+    if not rounds:
+        return []
+    lines = ["| round | label-free score | kept | seconds |", "|---|---|---|---|"]
+    lines += [f"| {r['round']} | {r['score']:.3f} | {'yes' if r['kept'] else 'no (stopped)'} | {r['seconds']:.0f} |"
+              for r in rounds]
+    return lines + [""]
+
+
 def write_report(run) -> Path:
     """Write ``OUT/report.md`` and ``OUT/figures/*.png``; return the report's path."""
     from ads_synth.family.cards import _command
@@ -157,8 +167,10 @@ def write_report(run) -> Path:
         "",
         _scores_table(choice["scores"], choice["teacher"], "taught the proxy"),
         "",
-        f"After self-training (proxy, {proxy['epochs']} epochs, taught by `{proxy['teacher']}`):",
+        f"After self-training (proxy, {proxy['epochs']} epochs per round, taught by `{proxy['teacher']}`; "
+        f"round {proxy.get('round', 1)} kept):",
         "",
+        *_rounds_table(proxy.get("rounds", [])),
         _scores_table(proxy["scores"], proxy["auto"], "auto"),
         "",
         f"Pseudo labels and confidence of `{family['auto']}` (auto):",

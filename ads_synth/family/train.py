@@ -13,7 +13,9 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
    no-translation baselines direct, invert and histmatch.
 5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
 6. ``proxy``: the teacher's pseudo labels on every U image, a proxy nnU-Net self-trained on their confident part
-   (plus L translated into U's look), scored like the candidates; ``auto`` = the best shippable path.
+   (plus L translated into U's look), scored like the candidates; then more rounds, each learning from the last
+   one's labels, while the label-free score improves and the budget allows (``--rounds``);
+   ``auto`` = the best shippable path.
 7. ``family``: the cards (tutor, adapt, proxy, invert, auto) and their files in ``OUT/family/``, installed.
 8. ``report``: ``OUT/report.md`` and its figures.
 
@@ -37,6 +39,8 @@ from ads_synth.family.state import FamilyState, PhaseRunner, data_fingerprint
 PHASES = ("scale", "translation", "teachers", "candidates", "choice", "proxy", "family", "report")
 #: Candidates segmented in the ``candidates`` phase with the diffusive translator (``combined`` is pooled).
 CANDIDATES = ("tutor", "adapt", "direct", "invert", "histmatch")
+#: Most self-training rounds of ``--rounds auto`` (fewer when one stops improving or the budget is spent).
+MAX_ROUNDS = 3
 #: The candidate adapting with SynDiff's non-diffusive generator (the CycleGAN half).
 ADAPT_ND = "adapt_nd"
 
@@ -287,9 +291,18 @@ class FamilyRun:
         return {"scores": scores, "teacher": teacher}
 
     # -- 6. proxy ----------------------------------------------------------------------------------------------
+    def _label_items(self, folder):
+        """``[(Sample, px, axonmyelin path, confidence path)]`` of every U image's pseudo labels in ``folder``."""
+        from ads_synth.segmentation.pseudo import OutputOptions, output_paths
+
+        items = []
+        for s, px in self.u_jobs:
+            paths = output_paths(s.image, folder, [], OutputOptions())
+            items.append((s, px, paths["axonmyelin"], paths["confidence"]))
+        return items
+
     def _teacher_labels(self, teacher):
         """The teacher's pseudo labels on every U image: ``[(Sample, px, axonmyelin path, confidence path)]``."""
-        from ads_synth.segmentation.pseudo import OutputOptions, output_paths
         from ads_synth.segmentation.strategies import get_strategy
 
         teachers = self.state.result("teachers")
@@ -306,34 +319,57 @@ class FamilyRun:
         key = "nondiffusive" if teacher == ADAPT_ND else "model"
         self._label(self.unlabeled_paths, names, models, dirs, self._translation_model(key),
                     reference=self._reference())
-        src = dirs["combined" if teacher == "combined" else names[0]]
-        items = []
-        for s, px in self.u_jobs:
-            paths = output_paths(s.image, src, [], OutputOptions())
-            items.append((s, px, paths["axonmyelin"], paths["confidence"]))
-        return items
+        return self._label_items(dirs["combined" if teacher == "combined" else names[0]])
 
     def _phase_proxy(self):
+        """Self-training in rounds: round 1 learns from the chosen teacher's labels, each later round from the
+        previous round's labels on every U image. A round is kept only when its label-free score (on the scoring
+        crops, beside every candidate) beats the best round so far; the rounds stop at the first that does not, at
+        ``--rounds``, or when another round would not fit in the time budget (``--rounds auto``, the default)."""
+        import time
+
+        from ads_synth.segmentation.label_free import choose_candidate
         from ads_synth.segmentation.model_building import train_proxy_model
+        from ads_synth.segmentation.strategies import strategy_names
 
         teacher = self.state.result("choice")["teacher"]
         items = self._teacher_labels(teacher)
         translation = self._abs(self.state.result("translation")["model"])
-        proxy = train_proxy_model(items, self.labeled, self._translation_model(), translation,
-                                  self.work / "models" / "proxy", self.work / "nnunet",
-                                  settings=self._settings(self.plan.proxy_epochs))
         cands = self.state.result("candidates")
         images = [self._abs(p) for p in cands["images"]]
-        folder = self.work / "candidates" / "proxy"
-        self._label(images, ["proxy"], {"proxy": proxy}, {"proxy": folder}, None)
-        folders = dict(cands["folders"], proxy=self._rel(folder))
-        scores = self._score(folders)
-        from ads_synth.segmentation.label_free import choose_candidate
-        from ads_synth.segmentation.strategies import strategy_names
-
+        limit = MAX_ROUNDS if self.opts.rounds == "auto" else int(self.opts.rounds)
+        spent = sum(self.state.seconds(n) for n in PHASES[:PHASES.index("proxy")])
+        rounds, best, started = [], None, time.monotonic()
+        for r in range(1, limit + 1):
+            t0 = time.monotonic()
+            name = "proxy" if r == 1 else f"proxy_r{r}"
+            model = train_proxy_model(items, self.labeled, self._translation_model(), translation,
+                                      self.work / "models" / name,
+                                      self.work / ("nnunet" if r == 1 else f"nnunet_{name}"),
+                                      settings=self._settings(self.plan.proxy_epochs))
+            folder = self.work / "candidates" / name
+            self._label(images, ["proxy"], {"proxy": model}, {"proxy": folder}, None)
+            tried = {n: rel for n, rel in [(x["name"], x["candidates"]) for x in rounds]}
+            scores = self._score(dict(cands["folders"], **tried, **{name: self._rel(folder)}))
+            kept = best is None or scores[name]["score"] > scores[best["name"]]["score"]
+            rounds.append({"round": r, "name": name, "model": self._rel(model), "candidates": self._rel(folder),
+                           "score": scores[name]["score"], "kept": kept,
+                           "seconds": round(time.monotonic() - t0, 1)})
+            if not kept:
+                break
+            best = rounds[-1]
+            round_s = time.monotonic() - t0
+            left = self.plan.budget_s - spent - (time.monotonic() - started)
+            if r == limit or (self.opts.rounds == "auto" and round_s > left):
+                break
+            labels = self.work / "teacher_labels" / name
+            self._label(self.unlabeled_paths, ["proxy"], {"proxy": model}, {"proxy": labels}, None)
+            items = self._label_items(labels)
+        folders = dict(cands["folders"], proxy=best["candidates"])
+        scores = self._score(folders)  # the kept round as "proxy", ranked beside the candidates alone
         auto = choose_candidate(scores, eligible=strategy_names(shippable=True))
-        return {"model": self._rel(proxy), "teacher": teacher, "epochs": self.plan.proxy_epochs,
-                "scores": scores, "auto": auto}
+        return {"model": best["model"], "teacher": teacher, "epochs": self.plan.proxy_epochs,
+                "rounds": rounds, "round": best["round"], "scores": scores, "auto": auto}
 
     # -- 7. family ---------------------------------------------------------------------------------------------
     def _phase_family(self):
