@@ -29,8 +29,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ads_synth.errors import InputError
 
 STATE_FILE = "refine_state.json"
@@ -68,38 +66,9 @@ class RefineOptions:
     overwrite: bool = False
     register: bool = True
     drop_bare_axons: bool = False
+    pseudo_labels: Path | None = None
     verbose: int = 1
     warnings: list = field(default_factory=list)
-
-
-def family_cards(pair) -> dict:
-    """``{strategy: card}`` of the family ``pair`` (e.g. ``TEM2SEM``; ``auto`` and ``refined`` left out); InputError
-    naming the families found when there is none."""
-    from ads_synth_models.cards import list_cards
-
-    cards = list_cards()
-    found = {}
-    for card in cards:
-        if card.pair.lower() == str(pair).lower() and card.auto is None and card.strategy != "refined" \
-                and card.is_installed():
-            found.setdefault(card.strategy, card)
-    if not found:
-        pairs = sorted({c.pair for c in cards})
-        raise InputError(f"--family {pair}: no installed model family of that name; choose one of "
-                         f"{', '.join(pairs) or 'none'} (ads-synth models list).")
-    return found
-
-
-def base_card(cards):
-    """The card whose model the refine starts from: proxy, else tutor, else None (train from scratch)."""
-    for strategy in ("proxy", "tutor"):
-        if strategy in cards:
-            return cards[strategy]
-    return next((c for c in cards.values() if c.segments_target), None)
-
-
-def _teacher_card(cards):
-    return base_card(cards) or cards.get("adapt") or next(iter(cards.values()))
 
 
 def _say(opts, text):
@@ -129,9 +98,11 @@ class RefineRun:
             raise InputError(f"--min-confidence {opts.min_confidence}: give a confidence between 0 and 1.")
         if opts.out.exists() and not opts.out.is_dir():
             raise InputError(f"{opts.out}: exists and is not a folder; choose another -o folder.")
+        from ads_synth.annotation.family_cards import base_card, family_cards, teacher_card
+
         self.cards = family_cards(opts.family)
         self.base = base_card(self.cards)
-        self.teacher = _teacher_card(self.cards)
+        self.teacher = teacher_card(self.cards)
         any_card = self.base or self.teacher
         self.pair, self.source, self.target = any_card.pair, any_card.source, any_card.target
         samples, uncorrected = find_corrections(opts.corrected, opts.pixel_size)
@@ -147,6 +118,15 @@ class RefineRun:
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise InputError(f"two images are named {dup!r} (corrected and unlabeled); rename one.")
+        if opts.pseudo_labels is not None:
+            from ads_synth.segmentation.pseudo import OutputOptions, output_paths
+
+            for s, _ in self.unlabeled:
+                for kind in ("axonmyelin", "confidence"):
+                    path = output_paths(s.image, Path(opts.pseudo_labels), [], OutputOptions())[kind]
+                    if not path.is_file():
+                        raise InputError(f"--pseudo-labels {opts.pseudo_labels}: no {path.name}; pseudo-label "
+                                         f"{s.image.name} there first (axondeepseg --pseudo ... writes it).")
         for s, px in self.unlabeled:
             if any_card.pixel_size_outside(px):
                 low, high = any_card.pixel_size
@@ -205,7 +185,17 @@ class RefineRun:
             "epochs": self.epochs, "iterations": self.iterations, "weight": self.weight,
             "min_confidence": float(self.opts.min_confidence), "lr": self.lr,
             "drop_bare_axons": bool(self.opts.drop_bare_axons),
+            "pseudo_labels": self._given_labels_digest(),
         }
+
+    def _given_labels_digest(self):
+        if self.opts.pseudo_labels is None:
+            return None
+        from ads_synth.checksums import files_digest
+        from ads_synth.segmentation.pseudo import OutputOptions, output_paths
+
+        return files_digest(output_paths(s.image, Path(self.opts.pseudo_labels), [], OutputOptions())[k]
+                            for s, _ in self.unlabeled for k in ("axonmyelin", "confidence"))
 
     # -- phases ------------------------------------------------------------------------------------------------
     def _teacher(self):
@@ -213,6 +203,9 @@ class RefineRun:
 
         if not self.unlabeled:
             return {"folder": None, "n": 0}
+        if self.opts.pseudo_labels is not None:
+            return {"folder": str(Path(self.opts.pseudo_labels).resolve()), "n": len(self.unlabeled),
+                    "card": "given (--pseudo-labels)"}
         folder = self.out / "work" / "teacher"
         run_pseudo_labels([s.image for s, _ in self.unlabeled], card=self.teacher, out_dir=folder, overwrite=True,
                           pixel_size=self.opts.pixel_size, progress=bool(self.opts.verbose),
@@ -246,7 +239,7 @@ class RefineRun:
         teacher = self.state.result("teacher")
         items = []
         if teacher and teacher.get("folder"):
-            folder = self.out / teacher["folder"]
+            folder = self.out / teacher["folder"]  # relative to OUT, or absolute (--pseudo-labels)
             items = [(s, px, *(output_paths(s.image, folder, [], OutputOptions())[k]
                                for k in ("axonmyelin", "confidence"))) for s, px in self.unlabeled]
         settings = TrainSettings(folds=["all"], trainer="compact", patch_size=self.patch, batch_size=self.batch,
@@ -348,4 +341,4 @@ def refine(opts: RefineOptions) -> dict:
     return RefineRun(opts).run()
 
 
-__all__ = ["RefineOptions", "RefineRun", "refine", "family_cards", "base_card", "np"]
+__all__ = ["RefineOptions", "RefineRun", "refine"]

@@ -8,7 +8,8 @@ def run_refine(args):
                          epochs=args.epochs, iterations=args.iterations, weight=args.weight,
                          min_confidence=args.min_confidence, pixel_size=args.pixel_size, device=args.device,
                          resume=args.resume, overwrite=args.overwrite, register=not args.no_install,
-                         drop_bare_axons=args.drop_bare_axons, verbose=args.verbose)
+                         drop_bare_axons=args.drop_bare_axons, pseudo_labels=args.pseudo_labels,
+                         verbose=args.verbose)
     result = refine(opts)
     where = f"installed in {result['installed']}" if result["installed"] else "not installed (--no-install)"
     print(f"{result['card']}: {result['n_corrected']} corrected + {result['n_unlabeled']} re-pseudo-labelled "
@@ -42,6 +43,9 @@ def register(subparsers):
                    help="micrometres per pixel of images that carry none")
     p.add_argument("--drop-bare-axons", dest="drop_bare_axons", action="store_true",
                    help="read axons that no myelin touches as background instead of refusing the correction")
+    p.add_argument("--pseudo-labels", dest="pseudo_labels", default=None, metavar="DIR",
+                   help="reuse the uncorrected images' pseudo labels and confidence maps in DIR (as axondeepseg "
+                   "--pseudo writes them) instead of computing them")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue a run in OUT made with other inputs")
     p.add_argument("--overwrite", action="store_true", help="start again in OUT")
