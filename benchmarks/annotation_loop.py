@@ -114,8 +114,9 @@ def main():
     orders = {"rank": results["rank"]["order"], "random": random_order}
     results["orders"] = orders
     save()
-    # the rank order in full first, then the random order (step 1 first): what fits before a deadline
-    plan = [(k, o) for o in args.orders for k in range(1, args.steps + 1)]
+    # step 1 of both orders first, then the rank order's later steps, then the random order's: what fits first
+    first = [(1, o) for o in args.orders]
+    plan = first + [(k, o) for o in args.orders for k in range(2, args.steps + 1)]
     for k, order in plan:
         key = f"{order}-{k}"
         if any(s["key"] == key for s in results["steps"]):

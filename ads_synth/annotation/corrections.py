@@ -21,7 +21,9 @@ stray values               axonmyelin values other than 0 / 127 / 128 / 255 (bin
                            nearest of 0 / 127 / 255; binary masks thresholded at half their range)
 bare axons                 an axon region (4-connected) none of whose 8 neighbouring pixels is myelin lies
                            outside every myelin ring: refused with the number of regions and pixels, unless
-                           ``drop_bare_axons`` (then they become background, with a warning)
+                           ``drop_bare_axons`` (then they become background, with a warning); regions under
+                           :data:`SPECK_PX` pixels are specks (manual labels have some) and always become
+                           background, with a warning
 pixel size / modality      no pixel size, a pixel size more than 2x outside the family's range, or a BIDS
                            suffix naming another modality than the family's target: refused
 nothing found              no image with corrected masks among the paths: refused
@@ -44,6 +46,8 @@ from ads_synth.errors import InputError
 ADS_KINDS = {"axonmyelin": "_seg-axonmyelin", "axon": "_seg-axon", "myelin": "_seg-myelin"}
 #: Values of an axonmyelin mask that are not stray (128: some datasets' myelin value).
 AXONMYELIN_VALUES = (0, 127, 128, 255)
+#: Bare axon regions smaller than this are specks, read as background (``label_free.MIN_AXON_PX``).
+SPECK_PX = 16
 _MASK_NAME = re.compile(r"^(?P<stem>.+)_seg-(?P<kind>axonmyelin|axon|myelin)(?P<manual>-manual)?\.[A-Za-z.]+$")
 #: BIDS suffixes read as modalities (a suffix outside this list is not checked).
 MODALITIES = ("TEM", "SEM", "BF", "CARS", "OCT", "TPM", "CONF", "DF", "FLUO", "PC", "DIC", "NLO", "SPIM", "SR",
@@ -276,10 +280,23 @@ def check_correction(sample, card=None, drop_bare_axons=False) -> Correction:
             raise InputError(f"{sample.image}: pixel size {sample.pixel_size:g} um is more than 2x outside the "
                              f"{card.pair} family's range {low:g}-{high:g} um; check the pixel size, or correct "
                              f"images of the family's modality.")
+    from scipy import ndimage
+
     label_map, warnings = read_correction_map(sample)
-    bare, n = bare_axons(label_map)
+    bare, _ = bare_axons(label_map)
+    where = sample.labels.get("axonmyelin") or sample.labels.get("axon")
+    regions, count = ndimage.label(bare)
+    sizes = np.bincount(regions.ravel(), minlength=count + 1)
+    speck = (sizes < SPECK_PX)[regions] & bare
+    if speck.any():
+        n_specks = int(((sizes < SPECK_PX) & (sizes > 0))[1:].sum())
+        label_map = label_map.copy()
+        label_map[speck] = 0
+        warnings.append(f"{where}: {n_specks} axon speck(s) under {SPECK_PX} px ({int(speck.sum())} px) outside every "
+                        "myelin ring read as background.")
+        bare = bare & ~speck
+    n = int(((sizes >= SPECK_PX) & (sizes > 0))[1:].sum())
     if n:
-        where = sample.labels.get("axonmyelin") or sample.labels.get("axon")
         if not drop_bare_axons:
             raise InputError(f"{where}: {n} axon region(s) ({int(bare.sum())} px) lie outside every myelin ring "
                              "(no myelin pixel touches them); draw their myelin or delete them, or pass "
