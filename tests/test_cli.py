@@ -38,10 +38,12 @@ SUBCOMMANDS = {
     "pseudo": (["pseudo", "--help"], "--min-confidence C"),
     "evaluate": (["evaluate", "--help"], "--truth DATASET"),
     "segmentation": (["segmentation", "predict", "--help"], "--segmentation-pixel-size UM"),
-    "models": (["models", "create", "--help"], "--strategy {tutor,adapt,proxy}"),
-    "segment": (["segment", "--help"], "--strategy {tutor,adapt,proxy,auto}"),
+    "models": (["models", "create", "--help"], "--strategy {tutor,adapt,proxy,refined}"),
+    "segment": (["segment", "--help"], "--strategy {tutor,adapt,proxy,refined,auto}"),
     "family": (["family", "train", "--help"], "--time-budget MINUTES"),
     "scale": (["scale", "estimate", "--help"], "--labeled-pixel-size UM"),
+    "refine": (["refine", "--help"], "--drop-bare-axons"),
+    "rank": (["rank", "--help"], "--work DIR"),
 }
 
 

@@ -17,7 +17,7 @@ from ads_synth.cli import main
 from ads_synth.errors import InputError
 from ads_synth.family.budget import make_plan
 from ads_synth.family.state import STATE_FILE, FamilyState
-from ads_synth.segmentation.strategies import strategy_names
+from ads_synth.family.cards import family_strategies
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png"
@@ -237,8 +237,9 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert first["kept"] and second["kept"] == (second["score"] > first["score"])
     assert proxy["model"] == (second if second["kept"] else first)["model"]
     assert (out / "work" / "teacher_labels" / "proxy").is_dir()  # round 1's labels on every U image taught round 2
-    assert auto in strategy_names(shippable=True)
-    for name in (*strategy_names(shippable=True), "auto"):
+    made = [s.name for s in family_strategies()]
+    assert set(made) == {"tutor", "adapt", "proxy", "invert"} and auto in made
+    for name in (*made, "auto"):
         assert (out / "family" / f"TEM2SEMX_{name}.yaml").is_file()
         assert (user_cards / f"TEM2SEMX_{name}.yaml").is_file()  # installed where models install puts archives
     card = find_card("TEM", "SEMX", "auto")

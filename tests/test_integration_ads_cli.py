@@ -257,7 +257,7 @@ def test_pseudo_usage_errors_exit_2(capsys, args, message):
 def test_pseudo_help(capsys):
     assert ads_cli.main(["--pseudo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "{tutor,adapt,proxy,auto}" in out and "-s MODALITY, --source MODALITY" in out
+    assert "{tutor,adapt,proxy,refined,auto}" in out and "-s MODALITY, --source MODALITY" in out
 
 
 # ----------------------------------------------------------------------------------------------------------------

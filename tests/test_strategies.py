@@ -22,8 +22,8 @@ def extra_strategy():
 
 def test_builtin_strategies_describe_themselves():
     names = S.strategy_names()
-    assert names == ("tutor", "adapt", "combined", "proxy", "direct", "invert", "histmatch")
-    assert S.strategy_names(shippable=True) == ("tutor", "adapt", "proxy", "invert")
+    assert names == ("tutor", "adapt", "combined", "proxy", "refined", "direct", "invert", "histmatch")
+    assert S.strategy_names(shippable=True) == ("tutor", "adapt", "proxy", "refined", "invert")
     assert "combined" not in S.strategy_names(selectable=True)
     tutor, adapt, proxy, direct = (S.get_strategy(n) for n in ("tutor", "adapt", "proxy", "direct"))
     assert tutor.segments_target and proxy.segments_target and not adapt.segments_target
@@ -43,9 +43,9 @@ def test_register_and_get_strategy_checks():
         S.Strategy("bad", "bad", segments="U", model="x", translate="U2L")
     with pytest.raises(ValueError, match="register 'nothing' first"):
         S.register_strategy(S.Strategy("late", "late", segments="U", model="late", teachers=("nothing",)))
-    with pytest.raises(InputError, match="--strategy 'both': choose one of tutor, adapt, proxy, direct"):
+    with pytest.raises(InputError, match="--strategy 'both': choose one of tutor, adapt, proxy, refined, direct"):
         S.get_strategy("both")
-    with pytest.raises(InputError, match="--pseudo 'direct': choose one of tutor, adapt, proxy, invert."):
+    with pytest.raises(InputError, match="--pseudo 'direct': choose one of tutor, adapt, proxy, refined, invert."):
         S.get_strategy("direct", "--pseudo", shippable=True)
 
 
@@ -55,6 +55,14 @@ def test_parse_strategies_adds_teachers_first_and_reads_in_all():
     assert S.parse_strategies(["histmatch", "all", "direct"]) == ["histmatch", "tutor", "adapt", "direct"]
     with pytest.raises(InputError):
         S.parse_strategies([])
+
+
+def test_refined_is_made_by_refine_not_by_pseudo():
+    refined = S.get_strategy("refined")
+    assert refined.segments_target and refined.shippable and not refined.teachers
+    assert "refined" not in S.parse_strategies("all")
+    with pytest.raises(InputError, match="made by `ads-synth refine`"):
+        S.parse_strategies(["refined"])
 
 
 def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
@@ -76,7 +84,7 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
                              nnunet="n", files={"t/x": "0" * 64}, name="A2B_gamma")
     card = card_from_entry(tmp_path / "A2B_gamma.yaml", "A2B_gamma", entry)
     assert not card.segments_target  # an L model: AxonDeepSeg cannot run it alone
-    with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, invert, gamma"):
+    with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, refined, invert, gamma"):
         card_from_entry(tmp_path / "x.yaml", "x", {**entry, "strategy": "direct"})
     # ads-synth pseudo --strategy help lists it; the evaluation orders and titles it from the registry
     with pytest.raises(SystemExit):

@@ -105,7 +105,11 @@ def choose_auto_card(pair, unlabeled, work, *, pixel_size=None, gpu_id=-1, overw
     from ads_synth.cards.lookup import list_cards
     from ads_synth.cards.schema import load_card, write_card
 
-    family = [c for c in list_cards() if c.pair.lower() == str(pair).lower() and c.auto is None]
+    from ads_synth.segmentation.strategies import get_strategy
+
+    # the family's own paths: not auto, and not a card made from a user's corrections (refined): auto is label-free
+    family = [c for c in list_cards() if c.pair.lower() == str(pair).lower() and c.auto is None
+              and get_strategy(c.strategy, shippable=True).made_by is None]
     if not family:
         raise InputError(f"{pair}: no model cards of this pair; see `ads-synth models list`.")
     name = f"{family[0].pair}_{AUTO}"

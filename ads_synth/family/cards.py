@@ -20,6 +20,11 @@ from ads_synth.family.auto import AUTO, auto_entry
 from ads_synth.segmentation.strategies import list_strategies
 
 
+def family_strategies() -> list:
+    """The shippable strategies a family run makes the model of (not those another command makes: ``refined``)."""
+    return [s for s in list_strategies(shippable=True) if s.made_by is None]
+
+
 def _command(run) -> str:
     opts = run.opts
     words = ["ads-synth", "family", "train", "--unlabeled", *run.unlabeled_paths, "--target", opts.target,
@@ -122,7 +127,7 @@ def write_family(run) -> dict:
     folders = {"tutor": teachers["tutor"], "L": teachers["L"], "proxy": state.result("proxy")["model"]}
     pixel_sizes = [px for _, px in run.u_jobs]
     made, by_model = {}, {}
-    for strategy in list_strategies(shippable=True):  # one card per shippable path; paths of one model share files
+    for strategy in family_strategies():  # one card per path; paths of one model share files
         if strategy.model in by_model:
             made[strategy.name] = _sharing_card(by_model[strategy.model], strategy, dest, run)
             continue

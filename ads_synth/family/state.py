@@ -46,16 +46,18 @@ class FamilyState:
         self.config = config
 
     @classmethod
-    def open(cls, out, config, *, resume=False, overwrite=False, warn=None) -> "FamilyState":
+    def open(cls, out, config, *, resume=False, overwrite=False, warn=None, state_file=STATE_FILE, owned=OWNED,
+             what="family run") -> "FamilyState":
         """Open (or start) the state of ``out`` for ``config``.
 
         InputError when ``out`` holds a run of another configuration and neither ``resume`` nor ``overwrite`` is
-        given, or holds files this command did not write (``out`` must then be another folder).
+        given, or holds files this command did not write (``out`` must then be another folder). ``state_file``,
+        ``owned`` and ``what`` let another command (``ads-synth refine``) keep its own state the same way.
         """
         out = Path(out)
-        path = out / STATE_FILE
+        path = out / state_file
         if overwrite and path.is_file():
-            for name in OWNED:
+            for name in owned:
                 target = out / name
                 if target.is_dir():
                     shutil.rmtree(target)
@@ -71,17 +73,20 @@ class FamilyState:
                 differ = sorted(k for k in set(config) | set(data.get("config", {}))
                                 if config.get(k) != data.get("config", {}).get(k))
                 if not resume:
-                    raise InputError(f"{out}: holds a family run of another configuration (differs in "
+                    raise InputError(f"{out}: holds a {what} of another configuration (differs in "
                                      f"{', '.join(differ)}); use --resume to continue it, --overwrite to start "
                                      "again, or another -o folder.")
                 if warn:
                     warn(f"resuming {out} with changed options ({', '.join(differ)}); finished phases are kept.")
                 data["config"] = config
-            return cls(out, config, data)
+            state = cls(out, config, data)
+            state.path = path
+            return state
         if out.exists() and any(out.iterdir()):
-            raise InputError(f"{out}: exists and is not empty (no {STATE_FILE}); choose a new or empty -o folder.")
+            raise InputError(f"{out}: exists and is not empty (no {state_file}); choose a new or empty -o folder.")
         out.mkdir(parents=True, exist_ok=True)
         state = cls(out, config, {"format": FORMAT, "config": config, "phases": {}, "started": time.time()})
+        state.path = path
         state.save()
         return state
 

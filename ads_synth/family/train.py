@@ -328,9 +328,9 @@ class FamilyRun:
         ``--rounds``, or when another round would not fit in the time budget (``--rounds auto``, the default)."""
         import time
 
+        from ads_synth.family.cards import family_strategies
         from ads_synth.segmentation.label_free import choose_candidate
         from ads_synth.segmentation.model_building import train_proxy_model
-        from ads_synth.segmentation.strategies import strategy_names
 
         teacher = self.state.result("choice")["teacher"]
         items = self._teacher_labels(teacher)
@@ -367,7 +367,7 @@ class FamilyRun:
             items = self._label_items(labels)
         folders = dict(cands["folders"], proxy=best["candidates"])
         scores = self._score(folders)  # the kept round as "proxy", ranked beside the candidates alone
-        auto = choose_candidate(scores, eligible=strategy_names(shippable=True))
+        auto = choose_candidate(scores, eligible=[s.name for s in family_strategies()])
         return {"model": best["model"], "teacher": teacher, "epochs": self.plan.proxy_epochs,
                 "rounds": rounds, "round": best["round"], "scores": scores, "auto": auto}
 

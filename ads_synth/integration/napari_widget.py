@@ -6,6 +6,12 @@ myelin masks as labels layers with AxonDeepSeg's names, colours and metadata (``
 ``<image>_seg-myelin`` in red, ``associated_image_name``; the image layer gets ``associated_axon_mask_name``,
 ``associated_myelin_mask_name`` and ``pixel_size``), so AxonDeepSeg's widget (fill axons, remove axons, compute
 morphometrics, save segmentation) works on the pseudo labels unchanged. Messages go to napari's notifications.
+
+The annotation loop (issue 14): the confidence map of the pseudo labels is added as an image layer
+(``<image>_seg-confidence``); "Save corrected masks" writes the edited axon and myelin layers in AxonDeepSeg's
+format beside the image; "Refine with my corrections" runs ``ads-synth refine`` in the background (a subprocess,
+:mod:`ads_synth.integration.annotation_actions`) with a progress bar over its phases, for the family of the selected
+card, the images corrected in this session and the other images of their folder.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -58,6 +65,41 @@ class PseudoLabelThread(QThread):
         self.done.emit(result, None)
 
 
+class RefineThread(QThread):
+    """Runs ``ads-synth refine`` (``self.argv``) as a subprocess; emits ``progress(done, total, text)`` per phase
+    line and ``finished_run(code, last line)`` at the end."""
+
+    progress = Signal(int, int, str)
+    finished_run = Signal(int, str)
+
+    def __init__(self):
+        super().__init__()
+        self.argv = None
+
+    def run(self):
+        import subprocess
+
+        from ads_synth.integration.annotation_actions import refine_progress
+
+        last = ""
+        try:
+            proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    bufsize=1)
+        except OSError as err:
+            self.finished_run.emit(2, f"could not start ads-synth refine: {err}")
+            return
+        for line in proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            got = refine_progress(line)
+            if got is not None:
+                self.progress.emit(*got)
+            if "%|" not in line:  # tqdm bars are not messages
+                last = line
+        self.finished_run.emit(proc.wait(), last)
+
+
 class PseudoLabelWidget(QWidget):
     """napari dock widget: pseudo-label the selected image with a card of the model family."""
 
@@ -92,8 +134,24 @@ class PseudoLabelWidget(QWidget):
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
 
+        self.corrected = []  # images whose corrected masks were saved in this session
+        self.save_button = QPushButton("Save corrected masks")
+        self.save_button.setToolTip("Write the edited axon and myelin layers of the selected image in AxonDeepSeg's "
+                                    "format beside it (read by ads-synth refine).")
+        self.save_button.clicked.connect(self._on_save_click)
+        self.refine_button = QPushButton("Refine with my corrections")
+        self.refine_button.setToolTip("Fine-tune the selected model's family on the corrected images and "
+                                      "pseudo-label the other images of their folder again (ads-synth refine).")
+        self.refine_button.clicked.connect(self._on_refine_click)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 4)
+        self.progress_bar.setValue(0)
+
         self.thread = PseudoLabelThread()
         self.thread.done.connect(self._on_done)
+        self.refine_thread = RefineThread()
+        self.refine_thread.progress.connect(self._on_refine_progress)
+        self.refine_thread.finished_run.connect(self._on_refine_done)
 
         self.setLayout(QVBoxLayout())
         self.layout().addWidget(QLabel("Pseudo labels for an unlabeled modality (ads-synth)"))
@@ -101,6 +159,9 @@ class PseudoLabelWidget(QWidget):
         self.layout().addLayout(gpu_row)
         self.layout().addWidget(self.overwrite_checkbox)
         self.layout().addWidget(self.apply_button)
+        self.layout().addWidget(self.save_button)
+        self.layout().addWidget(self.refine_button)
+        self.layout().addWidget(self.progress_bar)
         self.layout().addWidget(self.status_label)
         self.layout().addStretch()
 
@@ -195,9 +256,80 @@ class PseudoLabelWidget(QWidget):
                 name=names[kind],
                 metadata={"associated_image_name": base, "ads_synth_card": result.card},
             )
+        from ads_synth.integration.annotation_actions import read_confidence
+
+        confidence = read_confidence(result.image)
+        if confidence is not None:
+            name = base + "_seg-confidence"
+            existing = next((lay for lay in self.viewer.layers if lay.name == name), None)
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            self.viewer.add_image(confidence, name=name, colormap="viridis", opacity=0.5, contrast_limits=(0, 1),
+                                  visible=False, metadata={"associated_image_name": base})
         image_layer.metadata["associated_axon_mask_name"] = names["axon"]
         image_layer.metadata["associated_myelin_mask_name"] = names["myelin"]
         pixel_size = read_pixel_size(result.image)
         if pixel_size is not None:
             image_layer.metadata["pixel_size"] = pixel_size
         self.viewer.layers.selection.active = image_layer
+
+    # -- the annotation loop -----------------------------------------------------------------------------------
+    def _on_save_click(self):
+        from ads_synth.errors import InputError
+        from ads_synth.integration.annotation_actions import save_corrected_masks
+
+        layer = self._selected_image_layer()
+        if layer is None or not layer.source.path:
+            self.show_message("No single image (opened from a file) selected")
+            return
+        masks = {}
+        for kind in ("axon", "myelin"):
+            name = layer.metadata.get(f"associated_{kind}_mask_name")
+            found = next((lay for lay in self.viewer.layers if lay.name == name), None) if name else None
+            if found is None:
+                self.show_message(f"{layer.name} has no {kind} mask layer: pseudo-label it first", warning=True)
+                return
+            masks[kind] = found.data
+        try:
+            written = save_corrected_masks(layer.source.path, masks["axon"], masks["myelin"])
+        except InputError as err:
+            self.show_message(str(err), warning=True)
+            return
+        image = Path(layer.source.path)
+        if image not in self.corrected:
+            self.corrected.append(image)
+        self.show_message(f"Corrected masks saved: {written[-1].name} ({len(self.corrected)} corrected image(s))")
+
+    def _on_refine_click(self):
+        from ads_synth.errors import InputError
+        from ads_synth.integration.annotation_actions import refine_command
+        from ads_synth.cards.lookup import get_card
+
+        card_name = self.selected_model()
+        if card_name not in self.available_models:
+            self.show_message("No model selected")
+            return
+        try:
+            argv = refine_command(get_card(card_name).pair, self.corrected)
+        except InputError as err:
+            self.show_message(str(err), warning=True)
+            return
+        self.refine_thread.argv = argv
+        self.refine_button.setEnabled(False)
+        self.progress_bar.setValue(0)
+        self.show_message(f"Refining with {len(self.corrected)} corrected image(s)... (runs in the background)")
+        self.refine_thread.start()
+
+    def _on_refine_progress(self, done, total, text):
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(done)
+        self.status_label.setText(f"refine: {text}")
+
+    def _on_refine_done(self, code, last):
+        self.refine_button.setEnabled(True)
+        if code == 0:
+            self.progress_bar.setValue(self.progress_bar.maximum())
+            self.refresh_models()
+            self.show_message(last or "Refine finished")
+        else:
+            self.show_message(last or f"ads-synth refine failed (exit {code})", warning=True)

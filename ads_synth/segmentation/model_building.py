@@ -226,7 +226,8 @@ def _read_json(path):
 
 
 def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, cases, n_cases, info, settings,
-                             channel_name="microscopy", overwrite=False, ignore_label=False) -> Path:
+                             channel_name="microscopy", overwrite=False, ignore_label=False, init_weights=None,
+                             initial_lr=None) -> Path:
     """Train (or finish training) a segmentation model folder.
 
     Parameters
@@ -252,6 +253,10 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     ignore_label : bool
         The label maps use nnU-Net's ignore label (see ``export_raw_dataset``; the trained model folder's
         ``dataset.json`` leaves it out, :class:`~ads_synth.segmentation.nnunet_trainers.AdsSynthTrainer`).
+    init_weights : dict, optional
+        Fine-tuning: fold -> checkpoint whose network weights start that fold (``trainer.train_fold``).
+    initial_lr : float, optional
+        nnU-Net's initial learning rate (default nnU-Net's).
 
     Returns
     -------
@@ -263,7 +268,7 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
     from ads_synth.segmentation.nnunet_env import use_folders
     from ads_synth.segmentation.plans import plan_and_preprocess
     from ads_synth.segmentation.predict import finished_folds, read_model_info, write_model_info
-    from ads_synth.segmentation.trainer import configuration_for, train_folds
+    from ads_synth.segmentation.trainer import configuration_for
 
     settings.check()
     model_dir, work_dir = Path(model_dir), Path(work_dir)
@@ -310,9 +315,13 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
         "ads_synth_version": __version__,
     }
     write_model_info(model_dir, full_info)
-    train_folds(folders, name, model_dir, settings.folds, trainer=settings.trainer, epochs=settings.epochs,
-                iterations=settings.iterations, val_iterations=settings.val_iterations, device=settings.device,
-                progress=settings.progress, verbose=settings.verbose)
+    from ads_synth.segmentation.trainer import train_fold
+
+    for fold in settings.folds:
+        train_fold(folders, name, model_dir, fold, trainer=settings.trainer, epochs=settings.epochs,
+                   iterations=settings.iterations, val_iterations=settings.val_iterations, device=settings.device,
+                   progress=settings.progress, verbose=settings.verbose,
+                   init_weights=(init_weights or {}).get(fold), initial_lr=initial_lr)
     write_model_info(model_dir, {**full_info, "folds": finished_folds(model_dir)})
     return model_dir
 

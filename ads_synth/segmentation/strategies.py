@@ -17,6 +17,7 @@ tutor      U        no           tutor     nnU-Net trained on ``{X_L->U, Y_L}`` 
 adapt      L        U2L          L         the U image translated into L's look, segmented by the L model (a card)
 combined   U        (pooled)     --        tutor and adapt pooled fold by fold (written when both run)
 proxy      U        no           proxy     self-trained on U's confident ``combined`` labels (a card)
+refined    U        no           refined   the proxy fine-tuned on a user's corrected images (``ads-synth refine``)
 direct     L        no           L         the L model on the U image as it is: the floor of the comparison
 invert     L        no           L         the L model on the intensity-inverted U image (baseline; a card)
 histmatch  L        no           L         the L model on U histogram-matched to L's intensities (baseline)
@@ -67,6 +68,9 @@ class Strategy:
         Part of ``--strategy all``.
     order : int
         Position in tables and figures (lower first).
+    made_by : str or None
+        The command that trains its model when ``ads-synth pseudo`` cannot (``refined``: ``ads-synth refine``,
+        from corrected images); ``--strategy`` then refuses it, while cards, ``--pseudo`` and the engine use it.
     """
 
     name: str
@@ -81,6 +85,7 @@ class Strategy:
     needs_reference: bool = False
     in_all: bool = False
     order: int = 100
+    made_by: str | None = None
 
     def __post_init__(self):
         if self.segments not in DOMAINS:
@@ -178,7 +183,10 @@ def parse_strategies(strategies) -> list:
     for value in strategies:
         names = [s.name for s in list_strategies() if s.in_all] if value == "all" else [value]
         for name in names:
-            get_strategy(name)
+            made_by = get_strategy(name).made_by
+            if made_by:
+                raise InputError(f"--strategy {name}: its model is made by `{made_by}`, not by this command; "
+                                 f"run {made_by}, then axondeepseg --pseudo {name}.")
             if name not in out:
                 out.append(name)
     if not out:
@@ -218,6 +226,8 @@ def _builtins():
                  order=30),
         Strategy("proxy", "Proxy (self-trained on U)", segments="U", model="proxy", teachers=("tutor", "adapt"),
                  shippable=True, order=40),
+        Strategy("refined", "Refined with corrected images", segments="U", model="refined", shippable=True,
+                 order=45, made_by="ads-synth refine"),
         Strategy("direct", "L model applied directly", segments="L", model="L", in_all=True, order=50),
         Strategy("invert", "L model on inverted U", segments="L", model="L", intensity=invert, shippable=True,
                  order=60),

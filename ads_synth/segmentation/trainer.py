@@ -51,7 +51,8 @@ def _load_json(path):
 
 
 def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs=None, iterations=None,
-               val_iterations=None, device=None, progress=True, verbose=False) -> Path:
+               val_iterations=None, device=None, progress=True, verbose=False, init_weights=None,
+               initial_lr=None) -> Path:
     """Train one fold into ``model_dir/fold_<fold>`` (resume / skip as in the module docstring).
 
     Parameters
@@ -70,6 +71,11 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
         tqdm bar over iterations.
     verbose : bool
         Print nnU-Net's log on the console.
+    init_weights : path-like, optional
+        Fine-tuning: a checkpoint of the same network (e.g. a shipped ``checkpoint_final.pth``) whose weights
+        start a new fold (ignored when the fold resumes from its own checkpoint).
+    initial_lr : float, optional
+        nnU-Net's initial learning rate (default its 1e-2; lower for fine-tuning).
 
     Returns
     -------
@@ -111,8 +117,12 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
             t.num_val_iterations_per_epoch = int(val_iterations)
         t.progress = progress
         t.console = verbose
+        if initial_lr is not None:
+            t.initial_lr = float(initial_lr)
         if resume is not None:
             t.load_checkpoint(str(resume))
+        elif init_weights is not None:
+            load_network_weights(t, init_weights)
         t.run_training()
     best = fold_dir / "checkpoint_best.pth"
     if final.is_file() and best.is_file():
@@ -122,6 +132,23 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
     if not final.is_file():
         raise RuntimeError(f"{fold_dir}: nnU-Net training ended without {CHECKPOINT_FINAL}")
     return final
+
+
+def load_network_weights(trainer, checkpoint):
+    """Initialise ``trainer``'s network (built from its plans) with the weights of ``checkpoint``; InputError
+    naming the file when they do not fit (another network)."""
+    import torch
+
+    if not trainer.was_initialized:
+        trainer.initialize()
+    weights = torch.load(str(checkpoint), map_location="cpu")["network_weights"]
+    weights = {k[len("module."):] if k.startswith("module.") else k: v for k, v in weights.items()}
+    network = trainer.network._orig_mod if hasattr(trainer.network, "_orig_mod") else trainer.network
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as err:
+        raise InputError(f"{checkpoint}: its network does not match the model being trained "
+                         f"({str(err).splitlines()[0]}); fine-tune with the same --patch and plan.") from None
 
 
 def train_folds(folders, dataset_name, model_dir, folds=None, **kwargs) -> list:

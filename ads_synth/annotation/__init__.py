@@ -1,0 +1,2 @@
+"""The annotation loop: corrected segmentations (``corrections``), ``ads-synth refine`` (``refine``) and
+``ads-synth rank`` (``rank``: which image to correct first)."""

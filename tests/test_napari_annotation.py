@@ -1,0 +1,105 @@
+"""The napari widget's annotation loop (offscreen Qt): confidence layer, saving corrected masks in ADS's format, the
+"Refine with my corrections" button running ``ads-synth refine`` in the background with a progress bar."""
+
+import os
+import sys
+import types
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from test_integration_napari import card_env, image_file  # noqa: E402,F401 (fixtures)
+
+pytest.importorskip("napari")
+
+
+@pytest.fixture
+def fake_segmentation_with_confidence(monkeypatch):
+    """The segmentation part replaced: a known label map the ADS way, and a confidence map."""
+    from ads_synth.data.writers import write_ads_segmentation
+
+    def pseudo_label_images(images, *, overwrite=False, out_dir=None, **kwargs):
+        out = []
+        for image in images:
+            label = np.zeros((40, 50), np.uint8)
+            label[5:15, 5:15] = 1
+            label[8:12, 8:12] = 2
+            paths = write_ads_segmentation(label, image, out_dir, overwrite)
+            Image.fromarray(np.full((40, 50), 204, np.uint8)).save(image.with_name(f"{image.stem}_seg-confidence.png"))
+            out.append({"image": image, "paths": paths})
+        return out
+
+    module = types.ModuleType("ads_synth.segmentation.pseudo")
+    module.pseudo_label_images = pseudo_label_images
+    module.CONFIDENCE_SUFFIX = "_seg-confidence.png"
+    monkeypatch.setitem(sys.modules, "ads_synth.segmentation.pseudo", module)
+
+
+def test_refine_command_names_corrected_and_other_images(tmp_path):
+    from ads_synth.errors import InputError
+    from ads_synth.integration.annotation_actions import REFINE_FOLDER, refine_command, refine_progress
+
+    for name in ("a.png", "b.png", "c.png", "a_seg-axonmyelin.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name)
+    argv = refine_command("TEM2SEM", [tmp_path / "a.png"])
+    assert argv[1:4] == ["-m", "ads_synth.cli", "refine"]
+    assert argv[argv.index("--corrected") + 1] == str(tmp_path / "a.png")
+    i = argv.index("--unlabeled")
+    assert argv[i + 1:i + 3] == [str(tmp_path / "b.png"), str(tmp_path / "c.png")]
+    assert argv[argv.index("-o") + 1] == str(tmp_path / REFINE_FOLDER)
+    with pytest.raises(InputError, match="no corrected image yet"):
+        refine_command("TEM2SEM", [])
+    assert refine_progress("ads-synth refine: [2/4] finetune: done in 3 s") == (2, 4, "finetune done")
+    assert refine_progress("ads-synth refine: [3/4] relabel: started (estimated 5 s)") == (2, 4, "relabel started")
+    assert refine_progress("pseudo labels: 50%") is None
+
+
+def test_widget_confidence_layer_save_corrections_and_refine(make_napari_viewer, qtbot, card_env, image_file,
+                                                             fake_segmentation_with_confidence, monkeypatch):
+    from ads_synth.data.images import read_label
+    from ads_synth.integration import annotation_actions
+    from ads_synth.integration.napari_widget import PseudoLabelWidget
+
+    viewer = make_napari_viewer()
+    widget = PseudoLabelWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.model_combobox.setCurrentIndex(1)
+    widget._on_refine_click()
+    assert "no corrected image yet" in widget.last_message
+    layer = viewer.open(str(image_file))[0]
+    viewer.layers.selection.active = layer
+    widget._on_apply_click()
+    qtbot.waitUntil(lambda: widget.apply_button.isEnabled() and not widget.thread.isRunning(), timeout=60000)
+    confidence = viewer.layers["sample_seg-confidence"]
+    assert confidence.data.shape == (40, 50) and confidence.data.max() == pytest.approx(0.8)
+
+    # the user deletes the axon and draws a new one elsewhere; saved in ADS's format, replacing the pseudo labels
+    axon = viewer.layers["sample_seg-axon"]
+    axon.data = np.zeros_like(axon.data)
+    axon.data[20:25, 30:35] = 1
+    viewer.layers.selection.active = layer
+    widget._on_save_click()
+    assert widget.corrected == [image_file], widget.last_message
+    saved = read_label(image_file.with_name("sample_seg-axonmyelin.png"))
+    assert (saved[20:25, 30:35] == 255).all() and (saved[8:12, 8:12] == 0).all() and (saved[5, 5:15] == 127).all()
+    assert read_label(image_file.with_name("sample_seg-axon.png")).astype(bool).sum() == 25
+
+    script = ("import sys\n"
+              "for k, name in enumerate(['teacher', 'finetune', 'relabel', 'card'], 1):\n"
+              "    print(f'ads-synth refine: [{k}/4] {name}: started', file=sys.stderr)\n"
+              "    print(f'ads-synth refine: [{k}/4] {name}: done in 1 s', file=sys.stderr)\n"
+              "print('TEST2FAKE_refined: 1 corrected + 0 re-pseudo-labelled image(s)')\n")
+    seen = []
+    monkeypatch.setattr(annotation_actions, "refine_command",
+                        lambda family, corrected: seen.append((family, list(corrected))) or
+                        [sys.executable, "-c", script])
+    widget.refine_thread.progress.connect(lambda done, total, text: None)
+    widget._on_refine_click()
+    qtbot.waitUntil(lambda: widget.refine_button.isEnabled() and not widget.refine_thread.isRunning(),
+                    timeout=60000)
+    assert seen == [("TEST2FAKE", [image_file])]
+    assert widget.progress_bar.value() == widget.progress_bar.maximum() == 4
+    assert widget.last_message.startswith("TEST2FAKE_refined: 1 corrected")
