@@ -90,3 +90,18 @@ def test_label_and_confidence_row_blocks_give_the_same_maps(monkeypatch):
     assert np.array_equal(label, label_b) and np.array_equal(conf, conf_b)
     mean = probs.mean(axis=0)
     assert np.array_equal(label, np.argmax(mean, axis=0))
+
+
+def test_loading_a_shipped_model_does_not_import_nnunet_training():
+    """Start-up: a model whose checkpoints name the default trainer is built from its plans, without importing
+    nnU-Net's trainer module (seconds of imports), and predicts what nnU-Net's loader builds."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from ads_synth.segmentation.predict import SegmentationModel; "
+            f"m = SegmentationModel({str(TUTOR)!r}, device='cpu'); m.predict(np.zeros((40, 40), np.float32)); "
+            "print('nnunetv2.training.nnUNetTrainer.nnUNetTrainer' in sys.modules, type(m._predictor.network).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "PlainConvUNet"]

@@ -204,7 +204,7 @@ class SegmentationModel:
                                                   perform_everything_on_gpu=self.device.type == "cuda",
                                                   device=self.device, verbose=False, verbose_preprocessing=False,
                                                   allow_tqdm=False)
-                self._predictor.initialize_from_trained_model_folder(str(self.folder), self.folds, checkpoint)
+                _initialize(self._predictor, self.folder, self.folds, checkpoint)
         except (KeyError, AttributeError, RuntimeError, FileNotFoundError) as err:
             raise InputError(f"{self.folder}: cannot load the nnU-Net model ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''}); check that it is a complete "
@@ -397,6 +397,32 @@ class SegmentationModel:
             own = stats.add(probs[self._channels])
             if fold_labels is not None:
                 fold_labels.append(own)
+
+
+def _initialize(predictor, folder, folds, checkpoint):
+    """``nnUNetPredictor.initialize_from_trained_model_folder``, without importing nnU-Net's trainer module when
+    the checkpoints name the default trainer (``nnUNetTrainer``, as ads-synth writes them): its network is the one
+    the plans describe (``get_network_from_plans``, which is all the default trainer's builder does), and importing
+    ``nnunetv2.training`` costs seconds of start-up. Any other trainer name: nnU-Net's own loader."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = Path(folder)
+    checkpoints = [torch.load(folder / f"fold_{f}" / checkpoint, map_location="cpu") for f in folds]
+    first = checkpoints[0]
+    if first.get("trainer_name") != "nnUNetTrainer":
+        del checkpoints
+        return predictor.initialize_from_trained_model_folder(str(folder), folds, checkpoint)
+    dataset_json = load_json(str(folder / "dataset.json"))
+    plans_manager = PlansManager(load_json(str(folder / "plans.json")))
+    configuration = plans_manager.get_configuration(first["init_args"]["configuration"])
+    channels = determine_num_input_channels(plans_manager, configuration, dataset_json)
+    network = get_network_from_plans(plans_manager, dataset_json, configuration, channels, deep_supervision=False)
+    predictor.manual_initialization(network, plans_manager, configuration, [c["network_weights"] for c in checkpoints],
+                                    dataset_json, first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
 
 
 def load_segmentation_model(folder, folds=None, device=None, use_mirroring=False, pixel_size=None):
