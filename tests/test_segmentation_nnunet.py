@@ -79,7 +79,9 @@ def test_nnunet_predictor_agrees_with_per_fold_prediction(l_model, shared_data):
                                 device=torch.device("cpu"), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(l_model), (0,), "checkpoint_final.pth")
     theirs = predictor.predict_single_npy_array(image.astype(np.float32)[None, None], {"spacing": [999, 1, 1]})
-    assert np.array_equal(theirs[0], ours)  # labels 0 bg / 1 myelin / 2 axon in both
+    # labels 0 bg / 1 myelin / 2 axon in both; ours accumulates the tiles in float32 (streamed), nnU-Net in
+    # float16: a few pixels on a decision boundary may differ
+    assert np.mean(theirs[0] != ours) < 1e-3
     assert conf.min() >= 0 and conf.max() <= 1
 
 

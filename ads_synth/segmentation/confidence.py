@@ -109,12 +109,22 @@ def label_and_confidence(stats):
         uint8 label map ``(H, W)`` (the class index) and float32 confidence ``(H, W)`` in [0, 1].
     """
     stats._check()
-    label = np.argmax(stats.prob_sum, axis=0)
-    picked = label[None]
-    certainty = np.take_along_axis(stats.prob_sum, picked, axis=0)[0] / stats.n_members
-    agreement = np.take_along_axis(stats.votes, picked, axis=0)[0].astype(np.float32) / stats.n_members
-    confidence = np.clip(agreement * certainty, 0.0, 1.0).astype(np.float32)
-    return label.astype(np.uint8), confidence
+    height = stats.prob_sum.shape[1]
+    label = np.empty(stats.shape, np.uint8)
+    confidence = np.empty(stats.shape, np.float32)
+    rows = max(1, _CHUNK_PIXELS // max(1, stats.prob_sum.shape[2]))  # row blocks: no image-sized int64 temporaries
+    for y in range(0, height, rows):
+        prob_sum, votes = stats.prob_sum[:, y:y + rows], stats.votes[:, y:y + rows]
+        picked = np.argmax(prob_sum, axis=0)[None]
+        certainty = np.take_along_axis(prob_sum, picked, axis=0)[0] / stats.n_members
+        agreement = np.take_along_axis(votes, picked, axis=0)[0].astype(np.float32) / stats.n_members
+        label[y:y + rows] = picked[0]
+        confidence[y:y + rows] = np.clip(agreement * certainty, 0.0, 1.0)
+    return label, confidence
+
+
+#: Pixels per row block of :func:`label_and_confidence`.
+_CHUNK_PIXELS = 1 << 22
 
 
 def fold_agreement(probabilities):

@@ -152,6 +152,11 @@ class SegmentationModel:
         Pixel size the model works at, for folders without ``ads_synth.json`` (ignored when the file gives one).
     tile_step_size : float
         nnU-Net's sliding-window step (fraction of the patch).
+    batch_size : int
+        Sliding-window tiles per network call.
+    streaming : bool
+        Predict band by band (:mod:`ads_synth.segmentation.sliding_window`: memory of one band of tiles, not of the
+        image; nnU-Net's result to its float16 rounding); False: nnU-Net's whole-image prediction, fold by fold.
 
     Attributes
     ----------
@@ -163,13 +168,17 @@ class SegmentationModel:
         Micrometres per pixel the model segments at; None: images are segmented as they are.
     """
 
-    def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5):
+    def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5,
+                 batch_size=4, streaming=True):
         from ads_synth.data.images import check_pixel_size
         from ads_synth.device import resolve_device
         from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
 
         self.folder = Path(folder)
         self.folds = check_model_folder(self.folder, folds)
+        self.batch_size = int(batch_size)
+        self.streaming = bool(streaming)
+        self._fold_networks = None
         self.info = read_model_info(self.folder)
         if self.info.get("pixel_size") is not None:
             self.pixel_size = check_pixel_size(self.info["pixel_size"], f"{self.folder / INFO_FILE} pixel_size")
@@ -195,7 +204,7 @@ class SegmentationModel:
                                                   perform_everything_on_gpu=self.device.type == "cuda",
                                                   device=self.device, verbose=False, verbose_preprocessing=False,
                                                   allow_tqdm=False)
-                self._predictor.initialize_from_trained_model_folder(str(self.folder), self.folds, checkpoint)
+                _initialize(self._predictor, self.folder, self.folds, checkpoint)
         except (KeyError, AttributeError, RuntimeError, FileNotFoundError) as err:
             raise InputError(f"{self.folder}: cannot load the nnU-Net model ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''}); check that it is a complete "
@@ -290,11 +299,82 @@ class SegmentationModel:
                 if change and getattr(progress, "total", None) is not None:
                     progress.total += change  # nnU-Net cropped the image's zero border: fewer tiles
             try:
-                self._predict_folds(item, stats, fold_labels)
+                if self._streamable(item):
+                    self._predict_streamed(item, stats, fold_labels, progress)
+                else:
+                    self._predict_folds(item, stats, fold_labels)
             finally:
                 p.__dict__.pop("_internal_maybe_mirror_and_predict", None)
         p.list_of_parameters = self._fold_parameters
         return stats, fold_labels
+
+    def _streamable(self, item) -> bool:
+        """Whether nnU-Net's preprocessing left the image on its grid (2-D, no transpose, no resampling), so that
+        :func:`~ads_synth.segmentation.sliding_window.stream_logits` can predict it band by band."""
+        p = self._predictor
+        props = item["data_properties"]
+        data = item["data"]
+        return (len(self.patch_size) == 2 and data.ndim == 4 and data.shape[1] == 1
+                and list(p.plans_manager.transpose_forward) == [0, 1, 2]
+                and tuple(data.shape[1:]) == tuple(props["shape_after_cropping_and_before_resampling"])
+                and self.streaming)
+
+    def _networks(self):
+        """One network per fold, each with its weights (built once; nnU-Net swaps one network's weights)."""
+        if getattr(self, "_fold_networks", None) is None:
+            import copy
+
+            p = self._predictor
+            nets = []
+            for params in self._fold_parameters:
+                net = copy.deepcopy(p.network)
+                net.load_state_dict(params)
+                nets.append(net.to(self.device).eval())
+            self._fold_networks = nets
+        return self._fold_networks
+
+    def _predict_streamed(self, item, stats, fold_labels, progress):
+        """Every fold's probabilities of the preprocessed ``item``, band by band (bounded memory), into ``stats``.
+
+        Rows outside nnU-Net's crop (the image's zero border) are background with probability 1, as nnU-Net's
+        ``revert_cropping_on_probabilities`` makes them.
+        """
+        import torch
+
+        from ads_synth.segmentation.sliding_window import stream_logits
+
+        p = self._predictor
+        props = item["data_properties"]
+        (_, _), (by0, by1), (bx0, bx1) = props["bbox_used_for_cropping"]
+        n = len(self._fold_parameters)
+        stats.prob_sum[0] = n  # our class 0 is background
+        stats.votes[0] = n
+        stats.n_members = n
+        labels = None
+        if fold_labels is not None:
+            labels = [np.zeros(stats.shape, np.uint8) for _ in range(n)]
+            fold_labels.extend(labels)
+        channels = list(self._channels)
+        folds = self.folds
+
+        def emit(y0, y1, logits):
+            rows = slice(by0 + y0, by0 + y1)
+            cols = slice(bx0, bx1)
+            stats.prob_sum[:, rows, cols] = 0
+            stats.votes[:, rows, cols] = 0
+            for k, lg in enumerate(logits):
+                require_finite(lg, f"{self.folder}: the network's output (fold {folds[k]})",
+                               "its weights are damaged or diverged: reinstall or retrain the model.")
+                probs = torch.softmax(lg, dim=0).numpy()[channels]
+                stats.prob_sum[:, rows, cols] += probs
+                own = np.argmax(probs, axis=0)
+                for c in range(stats.votes.shape[0]):
+                    stats.votes[c, rows, cols] += own == c
+                if labels is not None:
+                    labels[k][rows, cols] = own
+        mirror = p.allowed_mirroring_axes if p.use_mirroring else None
+        stream_logits(self._networks(), item["data"][:, 0], self.patch_size, p.tile_step_size, emit,
+                      batch_size=self.batch_size, mirror_axes=mirror, progress=progress, device=self.device)
 
     def _predict_folds(self, item, stats, fold_labels):
         """Each fold's probabilities of the preprocessed ``item`` into ``stats`` (and ``fold_labels``)."""
@@ -317,6 +397,32 @@ class SegmentationModel:
             own = stats.add(probs[self._channels])
             if fold_labels is not None:
                 fold_labels.append(own)
+
+
+def _initialize(predictor, folder, folds, checkpoint):
+    """``nnUNetPredictor.initialize_from_trained_model_folder``, without importing nnU-Net's trainer module when
+    the checkpoints name the default trainer (``nnUNetTrainer``, as ads-synth writes them): its network is the one
+    the plans describe (``get_network_from_plans``, which is all the default trainer's builder does), and importing
+    ``nnunetv2.training`` costs seconds of start-up. Any other trainer name: nnU-Net's own loader."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = Path(folder)
+    checkpoints = [torch.load(folder / f"fold_{f}" / checkpoint, map_location="cpu") for f in folds]
+    first = checkpoints[0]
+    if first.get("trainer_name") != "nnUNetTrainer":
+        del checkpoints
+        return predictor.initialize_from_trained_model_folder(str(folder), folds, checkpoint)
+    dataset_json = load_json(str(folder / "dataset.json"))
+    plans_manager = PlansManager(load_json(str(folder / "plans.json")))
+    configuration = plans_manager.get_configuration(first["init_args"]["configuration"])
+    channels = determine_num_input_channels(plans_manager, configuration, dataset_json)
+    network = get_network_from_plans(plans_manager, dataset_json, configuration, channels, deep_supervision=False)
+    predictor.manual_initialization(network, plans_manager, configuration, [c["network_weights"] for c in checkpoints],
+                                    dataset_json, first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
 
 
 def load_segmentation_model(folder, folds=None, device=None, use_mirroring=False, pixel_size=None):

@@ -366,12 +366,20 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
         Per image: ``image``, ``name``, ``strategy``, ``folds``, ``pixel_size``, ``files`` (written paths),
         ``axon_fraction``, ``myelin_fraction``, ``mean_confidence``.
     """
+    from ads_synth.device import resolve_device
+    from ads_synth.sharding import process_share, set_cpu_threads, shard, shard_device
+
     chosen = get_strategy(strategy)
+    share = process_share()  # under torchrun: this process's images, GPU and CPU share (ads_synth.sharding)
     jobs = [_Job(s, px, {strategy: Path(out_dir) if out_dir is not None else None})
             for s, px in _samples(images, pixel_size, allow_large)]
-    from ads_synth.device import resolve_device
-
-    device = resolve_device(device)
+    jobs = shard(jobs, share)
+    device = shard_device(resolve_device(device), share)
+    if device.type == "cpu":
+        set_cpu_threads(share)
+    if not jobs:
+        return []
+    progress = progress and share.rank == 0
     translation_model = None
     if chosen.translate is not None or (chosen.on_translation_grid and translation is not None):
         translation_model = _translation(translation, device)

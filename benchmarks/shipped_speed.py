@@ -1,0 +1,378 @@
+"""Speed of what users run: every shipped model card through ``axondeepseg -t ... --pseudo ...``, and its parts.
+
+In one run, on this machine (the header prints the CPU count and the load average before and after):
+
+1. **Convolution peak**: a 3x3 float32 convolution microbenchmark (32 -> 32 and 64 -> 64 channels, 256 x 256,
+   batch 4); the best GFLOP/s is the machine's measured peak for the networks' kind of work.
+2. **The real entry point**, per card (``ads_synth_models/*.yaml``: TEM2SEM tutor / adapt / proxy / auto, TEM2BF
+   tutor / adapt / auto): ``axondeepseg -t TARGET --pseudo STRATEGY -i IMAGE --overwrite`` in a fresh process
+   (start-up and model loading included): wall seconds, s/Mpx, peak RSS of the process (``wait4``).
+3. **Its parts**, per card, in a fresh process: start-up (imports), model loading, translation (adapt), each fold's
+   network (one fold's sliding window), post-processing (ensemble label and confidence, back to the image's grid,
+   the fibre clean-up), writing; FLOPs per image pixel of every network (``torch.utils.flop_counter``, counted
+   over the same sliding window, so the tiles' overlap is included), and the achieved GFLOP/s of each fold as a
+   fraction of the measured peak.
+4. **AxonDeepSeg's own** ``axon_segmentation`` on the same nnU-Net folder and the same pixels (the image saved on
+   the model's grid), for the cards whose model AxonDeepSeg can run (tutor, proxy).
+5. **The shipped translators**' Mpx/s (U -> L, the direction adaptation uses, on the image's working grid).
+6. With ``--competitor``: the recommended path again beside one CPU-bound process (a busy loop), and its ratio
+   to the quiet time of the same run.
+7. With ``--slide``: the whole 40 Mpx bright-field slide (bf-unlabeled) through ``axondeepseg -t BF --pseudo
+   tutor``: wall time and peak RSS (``--slide-crop N`` takes an N x N crop from its centre instead).
+
+Images: the bundled demo images (SEM ``docs/demo``, 1.7 Mpx at 0.07 um; BF ``docs/demo/bf``), copied into
+``--work``. Threads: torch's default rule of the package (``ads_synth.sharding.cpu_threads``) unless
+``OMP_NUM_THREADS`` is set. The default run takes a few minutes on a quiet 2-core CPU; ``--cards`` narrows it.
+
+Usage::
+
+    python benchmarks/shipped_speed.py [--cards TEM2SEM_tutor ...] [--competitor] [--slide] [--slide-crop 3168]
+                                       [--no-parts] [--no-cli] [--work DIR] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+DEMO = {"SEM": REPO / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png", "BF": REPO / "docs" / "demo" / "bf" /
+        "bf_nerve_demo.png"}
+SLIDE = DATA / "bf-unlabeled" / "ROI_test_BF_0.226um.tif"
+RECOMMENDED = "TEM2SEM_tutor"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _load():
+    return round(os.getloadavg()[0], 2)
+
+
+def conv_peak(threads=None, seconds=1.0):
+    """Best GFLOP/s of 3x3 float32 convolutions (the networks' main operation) on this CPU."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    best = {}
+    with torch.inference_mode():
+        for ch in (32, 64):
+            conv = torch.nn.Conv2d(ch, ch, 3, padding=1, bias=False).eval()
+            x = torch.randn(4, ch, 256, 256)
+            conv(x)
+            flops = 2 * ch * ch * 9 * 4 * 256 * 256
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds or n < 2:
+                conv(x)
+                n += 1
+            best[f"conv3x3_{ch}"] = flops * n / (time.perf_counter() - t0) / 1e9
+    return best
+
+
+def _run_timed(cmd, env, cwd):
+    """Run ``cmd``; wall seconds, peak RSS (MB) of the child (``wait4``) and its exit status."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024, proc.returncode, out.decode(errors="replace")
+
+
+def _image_for(card, work, crop=None):
+    """The card's demo image copied into ``work`` (its top-left ``crop x crop`` with ``crop``)."""
+    src = DEMO[card.target] if card.target in DEMO else DEMO["SEM"]
+    folder = Path(work) / "images" / f"{card.target}{'' if crop is None else f'_crop{crop}'}"
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / src.name
+    if not dst.is_file():
+        if crop is None:
+            shutil.copy(src, dst)
+        else:
+            from PIL import Image
+
+            with Image.open(src) as im:
+                im.crop((0, 0, min(crop, im.width), min(crop, im.height))).save(dst)
+        shutil.copy(src.parent / "pixel_size_in_micrometer.txt", folder / "pixel_size_in_micrometer.txt")
+    return dst
+
+
+def cli_case(card, image, work):
+    """``axondeepseg -t TARGET --pseudo STRATEGY`` on ``image`` (card name chosen by target and path)."""
+    from ads_synth.data.images import image_shape
+
+    pseudo = card.name.rsplit("_", 1)[1]
+    exe = Path(sys.executable).with_name("axondeepseg")
+    cmd = [str(exe), "-t", card.target, "--pseudo", pseudo, "-i", str(image), "--overwrite"]
+    wall, rss, rc, out = _run_timed(cmd, _env(), work)
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {rc}:\n{out[-2000:]}")
+    h, w = image_shape(image)
+    return {"case": "cli", "card": card.name, "image": str(image), "mpx": h * w / 1e6, "wall_s": wall,
+            "s_per_mpx": wall / (h * w / 1e6), "peak_rss_mb": rss, "load": _load()}
+
+
+def _flops(fn):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def parts_case(card_name, image_path, peak_gflops):
+    """The parts of one card's path, timed in this (fresh) process."""
+    t0 = time.perf_counter()
+    import numpy as np
+    import torch
+
+    from ads_synth.data.images import read_image, read_pixel_size
+    from ads_synth.data.resample import rescale_to_pixel_size, resize_to
+    from ads_synth.segmentation.confidence import label_and_confidence
+    from ads_synth.segmentation.postprocess import postprocess_label_map
+    from ads_synth.segmentation.predict import SegmentationModel
+    from ads_synth.segmentation.pseudo import _source_image, _write, output_paths, OutputOptions
+    from ads_synth.segmentation.strategies import get_strategy
+    from ads_synth.sharding import set_cpu_threads
+    from ads_synth.translation.translate import load_translation_model, working_pixel_sizes
+    from ads_synth_models.cards import get_card
+
+    row = {"case": "parts", "card": card_name, "threads": set_cpu_threads(), "imports_s": time.perf_counter() - t0}
+    card = get_card(card_name)
+    strategy = get_strategy(card.strategy)
+    image = read_image(image_path)
+    px = read_pixel_size(image_path)
+    mpx = image.size / 1e6
+    row["mpx"] = mpx
+    t = time.perf_counter()
+    translator = load_translation_model(card.translation, device="cpu") if strategy.translate else None
+    model = SegmentationModel(card.nnunet, folds=card.folds, device="cpu")
+    row["load_models_s"] = time.perf_counter() - t
+    work = working_pixel_sizes(translator) if translator is not None else None
+    t = time.perf_counter()
+    if translator is not None:
+        source, source_px = _source_image(strategy, image, px, translator, work, None, 0)
+        row["translate_s"] = time.perf_counter() - t
+        row["translate_mpx_per_s"] = mpx / row["translate_s"]
+        # FLOPs per input pixel of the translation (its tiles' overlap included), on a 256 x 256 crop
+        crop = image[:256, :256]
+        row["translator_flops_per_px"] = _flops(
+            lambda: _source_image(strategy, crop, px, translator, work, None, 0)) / crop.size
+    else:
+        source, source_px = image, px
+    t = time.perf_counter()
+    grid = rescale_to_pixel_size(source, source_px, model.pixel_size) if model.pixel_size else source
+    row["rescale_s"] = time.perf_counter() - t
+    row["grid_mpx"] = grid.size / 1e6
+    # one forward pass of a patch: FLOPs per patch pixel, and per image pixel over the whole sliding window
+    patch = model.patch_size
+    net = model._networks()[0]
+    x = torch.zeros((1, 1, *patch))
+    with torch.no_grad():  # FlopCounterMode (torch 2.3) sees nothing under inference_mode
+        per_patch = _flops(lambda: net(x))
+    tiles = model.tiles_per_fold(grid.shape)
+    per_fold_flops = per_patch * tiles * (4 if model._predictor.use_mirroring else 1)
+    row["nnunet_flops_per_patch_px"] = per_patch / (patch[0] * patch[1])
+    row["nnunet_flops_per_image_px"] = per_fold_flops / grid.size
+    row["tiles_per_fold"] = tiles
+    for fold in model.folds:
+        single = SegmentationModel(card.nnunet, folds=[fold], device="cpu")
+        t = time.perf_counter()
+        single.predict(grid)
+        dt = time.perf_counter() - t
+        row[f"fold_{fold}_s"] = dt
+        row[f"fold_{fold}_gflops"] = per_fold_flops / dt / 1e9
+        row[f"fold_{fold}_peak_fraction"] = per_fold_flops / dt / 1e9 / peak_gflops
+    t = time.perf_counter()
+    stats, _ = model.predict(grid)
+    row["ensemble_predict_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    label, conf = label_and_confidence(stats)
+    label = postprocess_label_map(resize_to(label, image.shape, order=0), pixel_size=px)
+    conf = resize_to(conf, image.shape, order=1)
+    row["postprocess_s"] = time.perf_counter() - t
+    out = Path(os.environ.get("ADS_SYNTH_BENCH_OUT", "/tmp")) / "parts_out"
+    paths = output_paths(image_path, out / card_name, model.folds, OutputOptions())
+    t = time.perf_counter()
+    _write(label, conf, None, image_path, paths, model.folds, px, True)
+    row["write_s"] = time.perf_counter() - t
+    row["s_per_mpx_inference"] = (row.get("translate_s", 0) + row["rescale_s"] + row["ensemble_predict_s"]
+                                  + row["postprocess_s"] + row["write_s"]) / mpx
+    row["load"] = _load()
+    del np
+    return row
+
+
+def ads_case(card_name, image_path, work):
+    """AxonDeepSeg 5.5.0's ``axon_segmentation`` with the card's nnU-Net folder, on the image on its grid."""
+    code = f"""
+import time, json, resource, sys
+t0 = time.perf_counter()
+from pathlib import Path
+from ads_synth_models.cards import get_card
+from ads_synth.data.images import read_image, read_pixel_size
+from ads_synth.data.resample import rescale_to_pixel_size
+from ads_synth.data.writers import write_image
+from ads_synth.segmentation.predict import read_model_info
+card = get_card({card_name!r})
+image = read_image({str(image_path)!r}); px = read_pixel_size({str(image_path)!r})
+grid = rescale_to_pixel_size(image, px, read_model_info(card.nnunet)['pixel_size'])
+folder = Path({str(work)!r}) / 'ads_input' / card.name; folder.mkdir(parents=True, exist_ok=True)
+target = folder / 'image.png'; write_image(target, grid)
+t1 = time.perf_counter()
+from AxonDeepSeg.apply_model import axon_segmentation
+axon_segmentation([target], Path(card.nnunet), model_type='ensemble', gpu_id=-1)
+print(json.dumps({{'mpx': grid.size / 1e6, 'segment_s': time.perf_counter() - t1, 'total_s': time.perf_counter() - t0}}))
+"""
+    wall, rss, rc, out = _run_timed([sys.executable, "-c", code], _env(), work)
+    if rc != 0:
+        raise RuntimeError(f"AxonDeepSeg on {card_name} exited with {rc}:\n{out[-2000:]}")
+    row = json.loads(out.strip().splitlines()[-1])
+    row.update(case="ads", card=card_name, wall_s=wall, peak_rss_mb=rss, s_per_mpx=row["segment_s"] / row["mpx"],
+               load=_load())
+    return row
+
+
+def _parts_in_child(card, image, peak):
+    code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import shipped_speed as s; "
+            f"print('ROW ' + json.dumps(s.parts_case({card!r}, {str(image)!r}, {peak!r})))")
+    wall, rss, rc, out = _run_timed([sys.executable, "-c", code], _env(), REPO)
+    if rc != 0:
+        raise RuntimeError(f"parts of {card} exited with {rc}:\n{out[-3000:]}")
+    row = json.loads([line for line in out.splitlines() if line.startswith("ROW ")][-1][4:])
+    row["peak_rss_mb"] = rss
+    return row
+
+
+def _busy():
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def slide_case(work, crop=None, strategy="tutor"):
+    folder = Path(work) / "slide"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pixel_size_in_micrometer.txt").write_text("0.226\n")
+    if crop:
+        import tifffile
+
+        full = tifffile.imread(SLIDE)
+        h, w = full.shape[:2]
+        y, x = (h - crop) // 2, (w - crop) // 2
+        image = folder / f"bf_slide_crop{crop}.tif"
+        tifffile.imwrite(image, full[y:y + crop, x:x + crop])
+        del full
+    else:
+        image = folder / SLIDE.name
+        if not image.exists():
+            image.symlink_to(SLIDE)
+    exe = Path(sys.executable).with_name("axondeepseg")
+    cmd = [str(exe), "-t", "BF", "--pseudo", strategy, "-i", str(image), "--overwrite"]
+    wall, rss, rc, out = _run_timed(cmd, _env(), work)
+    if rc != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {rc}:\n{out[-2000:]}")
+    from ads_synth.data.images import image_shape
+
+    h, w = image_shape(image)
+    return {"case": "slide", "card": f"TEM2BF_{strategy}", "image": str(image), "mpx": h * w / 1e6, "wall_s": wall,
+            "s_per_mpx": wall / (h * w / 1e6), "peak_rss_mb": rss, "load": _load()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cards", nargs="+", default=None, help="default: every installed shipped card")
+    parser.add_argument("--competitor", action="store_true", help="also run the recommended path beside a busy loop")
+    parser.add_argument("--slide", action="store_true", help="also the 40 Mpx bright-field slide (minutes)")
+    parser.add_argument("--slide-crop", type=int, default=None, help="an N x N crop of the slide instead")
+    parser.add_argument("--slide-strategies", nargs="+", default=["tutor"])
+    parser.add_argument("--no-parts", action="store_true")
+    parser.add_argument("--no-cli", action="store_true")
+    parser.add_argument("--no-ads", action="store_true")
+    parser.add_argument("--work", default="/tmp/ads_synth_shipped_speed")
+    parser.add_argument("--crop", type=int, default=None, help="the demo images' top-left N x N only (a quick run)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(REPO))
+    from ads_synth.sharding import available_cores, cpu_threads
+    from ads_synth_models.cards import list_cards
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["ADS_SYNTH_BENCH_OUT"] = str(work)
+    cards = [c for c in list_cards() if c.is_installed() and (args.cards is None or c.name in args.cards)]
+    header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": available_cores(),
+              "load_before": list(os.getloadavg()), "threads_rule": cpu_threads(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    print(json.dumps(header), flush=True)
+    peak = conv_peak(threads=cpu_threads())
+    peak_gflops = max(peak.values())
+    print("conv peak GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items()), flush=True)
+    rows = [{"case": "conv_peak", **peak}]
+    for card in cards:
+        image = _image_for(card, work, args.crop)
+        if not args.no_cli:
+            row = cli_case(card, image, work)
+            rows.append(row)
+            print(f"cli   {card.name:<15} {row['wall_s']:6.1f} s  {row['s_per_mpx']:5.2f} s/Mpx  "
+                  f"peak RSS {row['peak_rss_mb']:5.0f} MB  load {row['load']}", flush=True)
+        if not args.no_parts:
+            row = _parts_in_child(card.name, image, peak_gflops)
+            rows.append(row)
+            folds = " ".join(f"fold {f[5:-2]} {row[f]:.1f} s ({row[f[:-2] + '_peak_fraction']:.0%} of peak)"
+                             for f in row if f.startswith("fold_") and f.endswith("_s"))
+            trans = (f"translate {row['translate_s']:.1f} s ({row['translate_mpx_per_s']:.2f} Mpx/s, "
+                     f"{row['translator_flops_per_px'] / 1e6:.2f} MFLOP/px)  " if "translate_s" in row else "")
+            print(f"parts {card.name:<15} imports {row['imports_s']:.1f} s  load {row['load_models_s']:.1f} s  "
+                  f"{trans}{folds}  nnU-Net {row['nnunet_flops_per_image_px'] / 1e6:.2f} MFLOP/px "
+                  f"({row['tiles_per_fold']} tiles/fold)  ensemble {row['ensemble_predict_s']:.1f} s  "
+                  f"post {row['postprocess_s']:.1f} s  write {row['write_s']:.1f} s  "
+                  f"-> {row['s_per_mpx_inference']:.2f} s/Mpx after loading  peak RSS {row['peak_rss_mb']:.0f} MB",
+                  flush=True)
+        if not args.no_ads and card.strategy in ("tutor", "proxy") and card.name.rsplit("_", 1)[1] != "auto":
+            row = ads_case(card.name, image, work)
+            rows.append(row)
+            print(f"ADS   {card.name:<15} axon_segmentation {row['segment_s']:.1f} s on {row['mpx']:.2f} Mpx "
+                  f"({row['s_per_mpx']:.2f} s/Mpx), whole process {row['wall_s']:.1f} s, "
+                  f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+    if args.competitor:
+        by_name = {c.name: c for c in cards}
+        card = by_name.get(RECOMMENDED) or cards[0]
+        image = _image_for(card, work, args.crop)
+        quiet = cli_case(card, image, work)
+        busy = _busy()
+        try:
+            loaded = cli_case(card, image, work)
+        finally:
+            busy.kill()
+            busy.wait()
+        rows.append({"case": "competitor", "card": card.name, "quiet_s": quiet["wall_s"], "busy_s": loaded["wall_s"],
+                     "ratio": loaded["wall_s"] / quiet["wall_s"], "load": _load()})
+        print(f"competitor {card.name}: {quiet['wall_s']:.1f} s alone, {loaded['wall_s']:.1f} s beside a busy loop "
+              f"({loaded['wall_s'] / quiet['wall_s']:.2f}x)", flush=True)
+    if args.slide or args.slide_crop:
+        for strategy in args.slide_strategies:
+            row = slide_case(work, args.slide_crop, strategy)
+            rows.append(row)
+            print(f"slide {row['card']} {row['mpx']:.1f} Mpx: {row['wall_s']:.0f} s ({row['s_per_mpx']:.2f} s/Mpx), "
+                  f"peak RSS {row['peak_rss_mb']:.0f} MB, load {row['load']}", flush=True)
+    header["load_after"] = list(os.getloadavg())
+    print(json.dumps({"load_after": header["load_after"]}), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

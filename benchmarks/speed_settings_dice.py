@@ -1,0 +1,105 @@
+"""Inference settings of a shipped card: time beside Dice on sem-dev, so that no speed is bought with quality silently.
+
+For each setting, every sem-dev image (labels used for evaluation only) goes through the card's path as
+``axondeepseg --pseudo`` runs it (rescale to the model's grid, every fold, ensemble label, back to the image's grid,
+post-processing), and the script prints the summed prediction time, its ratio to the first setting's (measured in
+the same run, so the ratio holds on a loaded machine), and the mean axon / myelin Dice.
+
+Settings (``--settings``, default all): ``default`` (streamed, step 0.5, 4 tiles per call), ``nnunet`` (nnU-Net's
+own whole-image prediction), ``batch1``, ``step0.75``, ``patch2x`` (tiles twice the training patch a side, step 0.5),
+``mirror`` (test-time mirroring).
+
+Usage::
+
+    python benchmarks/speed_settings_dice.py [--card TEM2SEM_tutor] [--settings default step0.75 ...]
+                                             [--images N] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SEM_DEV = REPO.parent / "shared" / "data" / "sem-dev"
+SETTINGS = {
+    "default": {},
+    "nnunet": {"streaming": False},
+    "batch1": {"batch_size": 1},
+    "step0.75": {"tile_step_size": 0.75},
+    "patch2x": {"patch_scale": 2},
+    "mirror": {"use_mirroring": True},
+}
+
+
+def _model(card, setting):
+    from ads_synth.segmentation.predict import SegmentationModel
+
+    kw = dict(SETTINGS[setting])
+    scale = kw.pop("patch_scale", 1)
+    model = SegmentationModel(card.nnunet, folds=card.folds, device="cpu", **kw)
+    if scale != 1:
+        config = model._predictor.configuration_manager.configuration
+        config["patch_size"] = [int(p) * scale for p in config["patch_size"]]
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--card", default="TEM2SEM_tutor")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--images", type=int, default=None, help="the first N sem-dev images only")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+
+    import numpy as np
+
+    from ads_synth.data.datasets import find_samples, load_label_map
+    from ads_synth.data.images import read_image
+    from ads_synth.segmentation.confidence import label_and_confidence
+    from ads_synth.segmentation.metrics import label_map_metrics
+    from ads_synth.segmentation.pseudo import OutputOptions, _finish_label, _segment_at_model_grid
+    from ads_synth.sharding import set_cpu_threads
+    from ads_synth_models.cards import get_card
+
+    threads = set_cpu_threads()
+    card = get_card(args.card)
+    if card.strategy not in ("tutor", "proxy"):
+        raise SystemExit(f"{card.name}: only tutor / proxy cards (a model for the unlabeled images) are compared")
+    samples = sorted(find_samples(SEM_DEV, require_labels=True), key=lambda s: s.name)[:args.images]
+    print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "card": card.name,
+                      "images": [s.name for s in samples], "threads": threads, "load_before": os.getloadavg()}),
+          flush=True)
+    data = [(s, read_image(s.image), load_label_map(s)) for s in samples]
+    rows, base = [], None
+    for setting in args.settings:
+        model = _model(card, setting)
+        seconds, dice = 0.0, {"axon": [], "myelin": []}
+        for sample, image, truth in data:
+            t = time.perf_counter()
+            stats, _ = _segment_at_model_grid(model, image, sample.pixel_size, False, None)
+            seconds += time.perf_counter() - t
+            label, _ = label_and_confidence(stats)
+            label = _finish_label(label, image.shape, sample.pixel_size, OutputOptions())
+            scores = label_map_metrics(label, truth)
+            for c in dice:
+                dice[c].append(scores[c]["dice"])
+        base = base or seconds
+        row = {"setting": setting, "predict_s": seconds, "ratio": seconds / base,
+               "axon_dice": float(np.nanmean(dice["axon"])), "myelin_dice": float(np.nanmean(dice["myelin"])),
+               "load": os.getloadavg()[0]}
+        rows.append(row)
+        print(f"{setting:<10} predict {seconds:7.1f} s  ({row['ratio']:.2f}x default)  Dice axon "
+              f"{row['axon_dice']:.4f}  myelin {row['myelin_dice']:.4f}  load {row['load']:.1f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Band-by-band (streamed) sliding-window prediction: nnU-Net's whole-image result in bounded memory."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTOR = ROOT / "ads_synth_models" / "TEM2SEM" / "nnunet_tutor"
+DEMO = ROOT / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png"
+
+
+class _Counter:
+    def __init__(self):
+        self.n = 0
+        self.total = None
+
+    def update(self, k):
+        self.n += k
+
+
+def test_streaming_identity_network_reproduces_the_image_in_bands():
+    """With the identity as the network, the Gaussian-weighted mean of the tiles is the image itself; every row
+    is handed over exactly once, in bands no taller than a patch (the memory bound)."""
+    import torch
+
+    from ads_synth.segmentation.sliding_window import n_tiles, stream_logits
+
+    rng = np.random.default_rng(0)
+    data = torch.from_numpy(rng.normal(size=(1, 700, 301)).astype(np.float32))
+    out = torch.full((1, 700, 301), float("nan"))
+    bands = []
+
+    def emit(y0, y1, logits):
+        assert torch.isnan(out[:, y0:y1]).all()  # each row once
+        out[:, y0:y1] = logits[0]
+        bands.append(y1 - y0)
+
+    progress = _Counter()
+    stream_logits([torch.nn.Identity(), torch.nn.Identity()], data, (64, 96), 0.5, emit, batch_size=3,
+                  progress=progress)
+    assert torch.allclose(out, data, atol=1e-5)
+    assert max(bands) <= 64 and len(bands) > 10
+    assert progress.n == 2 * n_tiles((700, 301), (64, 96), 0.5)
+
+    # an image smaller than a patch is zero-padded (centred) as nnU-Net does, and cropped back
+    small = data[:, :40, :50]
+    got = []
+    stream_logits([torch.nn.Identity()], small, (64, 96), 0.5, lambda a, b, lg: got.append((a, b, lg[0])))
+    assert [(a, b) for a, b, _ in got] == [(0, 40)]
+    assert torch.allclose(got[0][2], small, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, mirroring", [((300, 260), False), ((100, 90), True)])
+def test_streamed_prediction_matches_nnunet_whole_image(shape, mirroring):
+    """The shipped TEM2SEM tutorship model on a demo crop with a zero border (nnU-Net crops it): the streamed
+    fold statistics equal nnU-Net's whole-image prediction up to nnU-Net's float16 accumulation."""
+    from ads_synth.data.images import read_image
+    from ads_synth.segmentation.predict import SegmentationModel
+
+    image = read_image(DEMO)[:shape[0], :shape[1]].astype(np.float32)
+    image[:7] = 0
+    results = {}
+    for streaming in (False, True):
+        model = SegmentationModel(TUTOR, device="cpu", streaming=streaming, use_mirroring=mirroring)
+        progress = _Counter()
+        stats, fold_labels = model.predict(image, per_fold=True, progress=progress)
+        cropped = (shape[0] - 7, shape[1])  # nnU-Net crops the zero rows: one bar step per tile of the rest
+        assert progress.n == model.tiles_per_fold(cropped) * model.n_folds
+        results[streaming] = stats, fold_labels
+    (whole, whole_folds), (streamed, streamed_folds) = results[False], results[True]
+    assert streamed.n_members == whole.n_members == 2
+    assert np.abs(streamed.prob_sum - whole.prob_sum).max() < 0.02
+    assert np.mean(streamed.votes != whole.votes) < 1e-3
+    for a, b in zip(whole_folds, streamed_folds):
+        assert np.mean(a != b) < 1e-3
+    # the cropped zero border is background with certainty, in both
+    assert np.all(streamed.prob_sum[0, :7] == 2) and np.all(streamed.votes[0, :7] == 2)
+
+
+def test_label_and_confidence_row_blocks_give_the_same_maps(monkeypatch):
+    from ads_synth.segmentation import confidence
+
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(3), size=(3, 37, 29)).transpose(0, 3, 1, 2).astype(np.float32)
+    stats = confidence.EnsembleStats.from_probabilities(probs)
+    label, conf = confidence.label_and_confidence(stats)
+    monkeypatch.setattr(confidence, "_CHUNK_PIXELS", 29 * 5)  # 5 rows per block, a ragged last block
+    label_b, conf_b = confidence.label_and_confidence(stats)
+    assert np.array_equal(label, label_b) and np.array_equal(conf, conf_b)
+    mean = probs.mean(axis=0)
+    assert np.array_equal(label, np.argmax(mean, axis=0))
+
+
+def test_loading_a_shipped_model_does_not_import_nnunet_training():
+    """Start-up: a model whose checkpoints name the default trainer is built from its plans, without importing
+    nnU-Net's trainer module (seconds of imports), and predicts what nnU-Net's loader builds."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from ads_synth.segmentation.predict import SegmentationModel; "
+            f"m = SegmentationModel({str(TUTOR)!r}, device='cpu'); m.predict(np.zeros((40, 40), np.float32)); "
+            "print('nnunetv2.training.nnUNetTrainer.nnUNetTrainer' in sys.modules, type(m._predictor.network).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "PlainConvUNet"]
