@@ -155,7 +155,7 @@ def ads_registered(family, tmp_path):
     cards = tmp_path / "cards"
     name = f"TEM2SEM_tutor_test{uuid.uuid4().hex[:8]}"
     card = create_card(cards, source="TEM", target="SEM", strategy="tutor", translation=tutor.translation,
-                         nnunet=tutor.nnunet, pixel_size=tutor.pixel_size, name=name)
+                       nnunet=tutor.nnunet, pixel_size=tutor.pixel_size, name=name)
     models = ads_models_dir()
     existed = models.exists()
     folder = register_in_ads(card)
