@@ -1,6 +1,7 @@
 """Shared test fixtures."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,18 @@ def user_cards(tmp_path, monkeypatch):
     monkeypatch.setenv(lookup.ENV_VAR, str(folder))
     monkeypatch.setattr(lookup, "PACKAGE_DIR", tmp_path / "no-package-cards")
     return folder
+
+
+@pytest.fixture(scope="module")
+def ads_segment_main():
+    """AxonDeepSeg's own ``axondeepseg`` entry point for in-process comparisons with the plugin's
+    (``test_integration_ads_cli.run_main_in``). loguru's terminal handler is added per call there (on the captured
+    stderr), so it is removed for the module and put back afterwards."""
+    from loguru import logger
+
+    from AxonDeepSeg.segment import main as own_main
+
+    logger.remove()
+    yield own_main
+    logger.remove()
+    logger.add(sys.stderr)

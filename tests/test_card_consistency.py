@@ -16,8 +16,8 @@ def _card(dest, tmp_path, strategy="tutor", info_px=0.1, domain="U", work=None, 
     (tr / "config.json").write_text(json.dumps({"extra": {"pixel_size": work or {"L": 0.05, "U": 0.1}}}))
     (nn / "ads_synth.json").write_text(json.dumps({"pixel_size": info_px, "domain": domain}))
     return create_card(dest, source="TEST", target="FAKE", strategy=strategy, translation=tr, nnunet=nn,
-                         pixel_size=card_px, name=f"TEST2FAKE_{strategy}_{str(info_px).replace('.', '')}",
-                         training={"translation": {"working_pixel_size_um": {"TEST": 0.05, "FAKE": 0.1}}})
+                       pixel_size=card_px, name=f"TEST2FAKE_{strategy}_{str(info_px).replace('.', '')}",
+                       training={"translation": {"working_pixel_size_um": {"TEST": 0.05, "FAKE": 0.1}}})
 
 
 def test_consistent_cards_pass(user_cards, tmp_path):
@@ -63,10 +63,10 @@ def test_archive_url_goes_to_ensemble_for_several_folds(user_cards, tmp_path):
     (nn / "fold_1").mkdir()
     shutil.copy2(nn / "fold_0" / "checkpoint_final.pth", nn / "fold_1" / "checkpoint_final.pth")
     two = create_card(user_cards, source="A", target="B", strategy="tutor", translation=tr, nnunet=nn,
-                        pixel_size=0.1, url="https://example.org/A2B_tutor.zip")
+                      pixel_size=0.1, url="https://example.org/A2B_tutor.zip")
     assert two.entry["weights"] == {"ensemble": "https://example.org/A2B_tutor.zip", "single_fold": None}
     assert two.url == "https://example.org/A2B_tutor.zip"
     tr1, nn1 = make_fake_models(tmp_path / "one", seed=b"y")
     one = create_card(user_cards, source="A", target="C", strategy="tutor", translation=tr1, nnunet=nn1,
-                        pixel_size=0.1, folds=["all"], url="https://example.org/A2C_tutor.zip")
+                      pixel_size=0.1, folds=["all"], url="https://example.org/A2C_tutor.zip")
     assert one.entry["weights"] == {"ensemble": None, "single_fold": "https://example.org/A2C_tutor.zip"}

@@ -25,6 +25,11 @@ TINY = ["--preset", "tiny", "--steps", "6", "--epochs", "1", "--iterations", "2"
         "--time-budget", "5"]
 
 
+#: Side (px) of the unlabeled crops of the end-to-end run, and of the labeled images cropped for it (the bundled
+#: TEM tiles are 600 px): small enough for seconds a phase, large enough for a scale estimate from axon sizes.
+U_SIDE, L_SIDE = 256, 384
+
+
 def _unlabeled(folder, n=2, side=320):
     """``n`` crops of the bundled demo SEM image, each in its own folder with its pixel size."""
     image = np.array(Image.open(DEMO).convert("L"))
@@ -41,10 +46,18 @@ def _unlabeled(folder, n=2, side=320):
 
 @pytest.fixture
 def labeled(tmp_path_factory):
+    """Five images of the bundled labeled TEM set (nnU-Net's five-fold split needs five), cropped with their labels
+    to :data:`L_SIDE` px."""
     from ads_synth.data.bundled import labeled_set
     from tiny_models import copy_labeled_subset
 
-    return copy_labeled_subset(labeled_set("TEM"), tmp_path_factory.mktemp("labeled"))
+    folder = copy_labeled_subset(labeled_set("TEM"), tmp_path_factory.mktemp("labeled"))
+    for path in folder.glob("*.png"):
+        with Image.open(path) as im:
+            im.load()
+            cropped = im.crop((0, 0, L_SIDE, L_SIDE))
+        cropped.save(path)
+    return folder
 
 
 def _run(args, capsys):
@@ -201,7 +214,7 @@ def _phases(out):
 def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_cards, capsys):
     """A tiny real run: killed with SIGKILL once the translation is done, the same command finishes the rest;
     the installed family then works through `ads-synth models` and `axondeepseg --pseudo auto`."""
-    us = _unlabeled(tmp_path / "u")
+    us = _unlabeled(tmp_path / "u", side=U_SIDE)
     out = tmp_path / "out"
     args = ["--unlabeled", *map(str, us), "--target", "SEMX", "-o", str(out), "--labeled", str(labeled),
             "--source", "TEM", *TINY, "--rounds", "2"]
@@ -264,4 +277,4 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert ads_main(["-t", "SEMX", "--pseudo", "auto", "-i", str(image)]) == 0
     for suffix in ("_seg-axon.png", "_seg-myelin.png", "_seg-axonmyelin.png"):
         written = np.array(Image.open(us[0] / f"sem0{suffix}"))
-        assert written.shape == (320, 320)
+        assert written.shape == (U_SIDE, U_SIDE)

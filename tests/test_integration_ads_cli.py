@@ -110,20 +110,6 @@ def test_ads_command_line_through_the_installed_scripts(tmp_path):
     assert "Invalid extension for file image.txt" in own[2] and "Invalid extension for file image.txt" in own[3]
 
 
-@pytest.fixture(scope="module")
-def ads_segment_main():
-    """AxonDeepSeg's own ``axondeepseg`` entry point, imported once for the in-process comparisons. loguru's
-    terminal handler is added per call (:func:`run_main_in`, on the captured stderr) and put back afterwards."""
-    from loguru import logger
-
-    from AxonDeepSeg.segment import main as own_main
-
-    logger.remove()
-    yield own_main
-    logger.remove()
-    logger.add(sys.stderr)
-
-
 def run_main_in(main, args, cwd, capfd, monkeypatch):
     """``main(args)`` in this process as its console script would run it in ``cwd``: (exit code, stdout, stderr,
     axondeepseg.log), like :func:`run_in`. The loguru handlers added for the call (AxonDeepSeg adds a log file

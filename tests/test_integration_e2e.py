@@ -1,5 +1,6 @@
 """End to end with the tiny test family on a real SEM image: `axondeepseg -t SEM --pseudo ...` (the installed
-script), then AxonDeepSeg's own `axondeepseg_morphometrics`; and ADS's own loader on an installed tutor model.
+script once, then in-process), then AxonDeepSeg's own `axondeepseg_morphometrics`; and ADS's own loader on an
+installed tutor model.
 
 The family: the tiny models of ``tests/tiny_models.tiny_pipeline`` (a random-weight translation model, compact
 nnU-Nets trained for a few iterations on 5 tem-srf images; the same session-cached build as test_pseudo_e2e),
@@ -11,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,8 @@ from PIL import Image
 
 from ads_synth.cards.create import create_card
 from ads_synth.cards.lookup import ENV_VAR, get_card
-from test_integration_ads_cli import WRAPPER, ads_own_script, run_in
+from ads_synth.integration import ads_cli
+from test_integration_ads_cli import WRAPPER, run_main_in
 from tiny_models import tiny_pipeline
 
 BIN = Path(sys.executable).parent
@@ -115,29 +116,32 @@ def test_pseudo_tutor_then_ads_morphometrics(family, sem_image):
     assert len(sheathed) > 0 and sheathed["gratio"].between(0, 1).all()
 
 
-def test_pseudo_adapt_folder_and_overwrite(family, sem_image):
-    """`--pseudo adapt` on a folder; a second run refuses (exit 2, files unchanged) until --overwrite."""
+def test_pseudo_adapt_folder_and_overwrite(family, sem_image, monkeypatch, capsys):
+    """`--pseudo adapt` on a folder (in-process: the script itself ran above); a second run refuses (exit 2, files
+    unchanged) until --overwrite."""
+    monkeypatch.setenv(ENV_VAR, str(family))
     folder = sem_image.parent
-    args = [str(WRAPPER), "-t", "SEM", "-s", "TEM", "--pseudo", "adapt", "-i", str(folder)]
-    r = subprocess.run(args, capture_output=True, text=True, env=_env(family), timeout=600)
-    assert r.returncode == 0, r.stderr
+    args = ["-t", "SEM", "-s", "TEM", "--pseudo", "adapt", "-i", str(folder)]
+    assert ads_cli.main(args) == 0, capsys.readouterr().err
     _check_ads_outputs(sem_image)
     out = sem_image.with_name(f"{sem_image.stem}_seg-axonmyelin.png")
     stamp = out.stat().st_mtime_ns
-    r = subprocess.run(args, capture_output=True, text=True, env=_env(family), timeout=600)
-    assert r.returncode == 2 and "--overwrite" in r.stderr and r.stderr.count("\n") == 1
+    capsys.readouterr()
+    assert ads_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and err.count("\n") == 1
     assert out.stat().st_mtime_ns == stamp
-    r = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, env=_env(family), timeout=600)
-    assert r.returncode == 0, r.stderr
+    assert ads_cli.main([*args, "--overwrite"]) == 0, capsys.readouterr().err
     assert out.stat().st_mtime_ns != stamp
 
 
-def test_far_pixel_size_warns_once_and_still_writes(family, sem_image):
+def test_far_pixel_size_warns_once_and_still_writes(family, sem_image, monkeypatch, capsys):
+    from ads_synth.cli import main
+
+    monkeypatch.setenv(ENV_VAR, str(family))
     (sem_image.parent / "pixel_size_in_micrometer.txt").write_text("0.02")  # < 0.07 / 2 (and quick to run)
-    r = subprocess.run([str(BIN / "ads-synth"), "segment", "-t", "SEM", "--strategy", "tutor", "-i", str(sem_image)],
-                       capture_output=True, text=True, env=_env(family), timeout=600)
-    assert r.returncode == 0, r.stderr
-    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert main(["segment", "-t", "SEM", "--strategy", "tutor", "-i", str(sem_image)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "more than 2x outside the 0.07-0.18 um/px" in warnings[0]
     _check_ads_outputs(sem_image)
 
@@ -151,7 +155,7 @@ def ads_registered(family, tmp_path):
     cards = tmp_path / "cards"
     name = f"TEM2SEM_tutor_test{uuid.uuid4().hex[:8]}"
     card = create_card(cards, source="TEM", target="SEM", strategy="tutor", translation=tutor.translation,
-                         nnunet=tutor.nnunet, pixel_size=tutor.pixel_size, name=name)
+                       nnunet=tutor.nnunet, pixel_size=tutor.pixel_size, name=name)
     models = ads_models_dir()
     existed = models.exists()
     folder = register_in_ads(card)
@@ -163,19 +167,19 @@ def ads_registered(family, tmp_path):
 
 @pytest.mark.parametrize("case", ["segment", "missing-image"])
 def test_ads_segmentation_with_installed_model_is_identical_through_the_wrapper(ads_registered, tmp_path,
-                                                                                 sem_image, case):
-    """ADS's own loader runs the installed tutor model (`axondeepseg -m ...`); the wrapper changes nothing."""
+                                                                                 sem_image, case, ads_segment_main,
+                                                                                 capfd, monkeypatch):
+    """ADS's own loader runs the installed tutor model (`axondeepseg -m ...`); the wrapper changes nothing
+    (in-process, the plugin's ``main`` against AxonDeepSeg's, as test_integration_ads_cli)."""
     small = _read(sem_image)[:256, :320]  # ADS runs the model at the image's own resolution
-    ads = ads_own_script(tmp_path / "ads_bin")
     folders = {}
     for which in ("wrapper", "ads"):
         folders[which] = tmp_path / which
         folders[which].mkdir()
         Image.fromarray(small).save(folders[which] / "image.png")
     args = ["-m", str(ads_registered), "-i", "image.png" if case == "segment" else "missing.png"]
-    with ThreadPoolExecutor(2) as pool:
-        wrapper, own = pool.map(lambda item: run_in(item[0], args, item[1]),
-                                [(WRAPPER, folders["wrapper"]), (ads, folders["ads"])])
+    wrapper = run_main_in(ads_cli.main, args, folders["wrapper"], capfd, monkeypatch)
+    own = run_main_in(ads_segment_main, args, folders["ads"], capfd, monkeypatch)
     assert wrapper[0] == own[0] == (0 if case == "segment" else 2)
     assert wrapper[1] == own[1]  # stdout
     assert sorted(p.name for p in folders["wrapper"].iterdir()) == sorted(p.name for p in folders["ads"].iterdir())

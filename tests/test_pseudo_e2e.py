@@ -196,7 +196,10 @@ def test_pseudo_command_refuses_bad_input_before_training(pipeline, tmp_path, ca
 
 
 def test_proxy_trains_on_confident_pseudo_labels_and_segments_u(pipeline, tmp_path):
-    """``--strategy proxy``: U image + combined pseudo labels (unsure pixels ignored) + the tutorship cases."""
+    """``--strategy proxy``: U image + combined pseudo labels (unsure pixels ignored) + the tutorship cases.
+
+    The pipeline's teachers and their pseudo labels are reused (a resumed run: neither retrained nor relabelled);
+    the proxy trains one fold."""
     import json
 
     from ads_synth.data.datasets import _nearest_axonmyelin
@@ -207,18 +210,22 @@ def test_proxy_trains_on_confident_pseudo_labels_and_segments_u(pipeline, tmp_pa
 
     out = tmp_path / "OUT"
     shutil.copytree(pipeline.out / "models", out / "models")  # tutor and L reused, not retrained
+    for teacher in ("tutor", "adapt", "combined"):  # and their pseudo labels, not made again
+        shutil.copytree(pipeline.out / "pseudo_labels" / teacher, out / "pseudo_labels" / teacher)
+    teachers = {p: p.stat().st_mtime_ns for p in (out / "pseudo_labels").rglob("*.png")}
     with record_opened_files() as opened:
         result = run_pseudo("proxy", pipeline.labeled, pipeline.unlabeled, pipeline.translation, out,
-                            settings=tiny_settings(pipeline.folds), options=OutputOptions(skip_existing=True),
+                            settings=tiny_settings((0,)), options=OutputOptions(skip_existing=True),
                             progress=False, min_confidence=0.25)
     u_labels = {p.resolve() for p in (pipeline.unlabeled / "derivatives").rglob("*.png")}
     assert u_labels and not (set(opened) & u_labels)
-    assert sorted({r["strategy"] for r in result["records"]}) == ["adapt", "combined", "proxy", "tutor"]
+    assert [r["strategy"] for r in result["records"]] == ["proxy"]
+    assert {p: p.stat().st_mtime_ns for p in teachers} == teachers
 
     info = json.loads((result["models"]["proxy"] / "ads_synth.json").read_text())
     assert info["strategy"] == "proxy" and info["domain"] == "U" and info["pixel_size"] == 0.2
     assert info["trained_on"]["min_confidence"] == 0.25 and info["trained_on"]["n_images"] == 5
-    assert info["folds"] == list(pipeline.folds)  # the folds actually trained
+    assert info["folds"] == [0]  # the folds actually trained
     raw = out / "work" / "nnunet" / "raw" / "Dataset503_proxy"
     assert json.loads((raw / "dataset.json").read_text())["labels"]["ignore"] == 3
     cases = sorted(p.name for p in (raw / "labelsTr").glob("*.png"))

@@ -275,3 +275,42 @@ def test_model_folder_trained_with_other_settings_is_not_continued(tmp_path):
                                  cases=lambda: iter(()), n_cases=5, info=data,
                                  settings=TrainSettings(patch_size=256, progress=False))
     assert not (tmp_path / "work").exists()
+
+
+def test_plan_and_preprocess_with_one_process_spawns_no_worker(tmp_path, monkeypatch):
+    """``num_processes=1``: nnU-Net's fingerprint and preprocessing cases run in this process (no spawned worker
+    importing torch again), and the dataset is planned and preprocessed all the same."""
+    import json
+    import multiprocessing
+
+    from ads_synth.segmentation import plans
+    from ads_synth.segmentation.dataset_export import export_raw_dataset
+    from ads_synth.segmentation.nnunet_env import use_folders
+
+    def no_spawn(*args, **kwargs):
+        raise AssertionError("a worker process was started")
+
+    folders = use_folders(tmp_path / "nnunet")
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(5):
+        label = np.zeros((48, 64), np.uint8)
+        label[8:40, 8 + i:40 + i] = 1
+        label[16:32, 16 + i:32 + i] = 2
+        cases.append((f"case{i}", (rng.random((48, 64)) * 60 + label * 80).astype(np.uint8), label))
+    export_raw_dataset(cases, folders.raw / "Dataset951_inline", progress=False)
+    calls = []
+    real = plans._InlinePool.starmap_async
+    monkeypatch.setattr(plans._InlinePool, "starmap_async", lambda self, f, it: calls.append(f) or real(self, f, it))
+    monkeypatch.setattr(multiprocessing.get_context("spawn"), "Pool", no_spawn)
+    result = plans.plan_and_preprocess(folders, 951, compact=plans.CompactPlan(patch_size=32, n_stages=3),
+                                       num_processes=1, log_file=tmp_path / "log.txt", progress=False)
+    assert len(calls) == 10  # five fingerprint cases, five preprocessed cases, all in this process
+    fingerprint = json.loads((folders.preprocessed / "Dataset951_inline" / "dataset_fingerprint.json").read_text())
+    assert len(fingerprint["shapes_after_crop"]) == 5
+    assert plans.COMPACT_CONFIGURATION in result["configurations"]
+    data = folders.preprocessed / "Dataset951_inline" / result["configurations"]["2d"]["data_identifier"]
+    assert sorted(p.name for p in data.glob("*.npz")) == [f"case{i}.npz" for i in range(5)]
+    from nnunetv2.experiment_planning.dataset_fingerprint import fingerprint_extractor
+
+    assert fingerprint_extractor.multiprocessing is multiprocessing  # put back

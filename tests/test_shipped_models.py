@@ -1,9 +1,12 @@
 """The model families shipped in ads_synth_models: intact, small, and useful on the bundled demo images.
 
-Runs the real console scripts, as a user would after `make demo`: `axondeepseg -t SEM --pseudo tutor -i ...`, then
-AxonDeepSeg's own `axondeepseg_morphometrics`, for every shipped card: the SEM demo image (sub-rat8, held out of
-all training) for TEM->SEM, a bright-field tile of the nerve (outside the crops the BF models saw) for TEM->BF.
-The demo images ship in the repo (docs/demo), so these tests need no shared data.
+Every shipped card on its demo image: the SEM demo image (sub-rat8, held out of all training) for TEM->SEM, a
+bright-field tile of the nerve (outside the crops the BF models saw) for TEM->BF. The TEM->SEM tutorship runs the
+real console scripts, as a user would after `make demo` (`axondeepseg -t SEM --pseudo tutor -i ...`, then
+AxonDeepSeg's own `axondeepseg_morphometrics`); the other cards run the same entry points in-process (the plugin's
+`axondeepseg` main, AxonDeepSeg's morphometrics main), and morphometrics only for SEM, the one demo image with
+manual labels to compare them with. The demo images ship in the repo (docs/demo), so these tests need no shared
+data.
 """
 
 import os
@@ -70,22 +73,61 @@ def test_every_pair_ships_an_auto_card_that_is_one_of_its_paths():
         assert auto.files == path.files and auto.nnunet == path.nnunet
 
 
+#: The card run through the real console scripts (subprocesses); the others run in-process.
+SCRIPTED = ("SEM", "tutor")
+
+
+def _morphometrics_in_process(folder, image):
+    """AxonDeepSeg's ``axondeepseg_morphometrics -i image`` in this process, in ``folder``; its loguru handlers
+    (a log file and the terminal) are removed afterwards. Returns the exit code."""
+    from loguru import logger
+
+    from AxonDeepSeg.morphometrics.launch_morphometrics_computation import main as morphometrics_main
+
+    handlers, cwd = set(logger._core.handlers), os.getcwd()
+    os.chdir(folder)
+    try:
+        morphometrics_main(["-i", image])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code or 0
+    finally:
+        os.chdir(cwd)
+        for handler in set(logger._core.handlers) - handlers:
+            logger.remove(handler)
+    return code
+
+
 @pytest.fixture(scope="module", params=_demo_params(), ids=lambda p: f"{p[0]}-{p[1]}")
 def demo_run(request, tmp_path_factory):
-    """A shipped card (target, strategy) on its demo image, then AxonDeepSeg's morphometrics."""
+    """A shipped card (target, strategy) on its demo image, then (SEM) AxonDeepSeg's morphometrics."""
     target, strategy = request.param
     source, image = DEMOS[target]
     folder = tmp_path_factory.mktemp(f"demo-{target}-{strategy}")
     shutil.copy(source / image, folder)
     shutil.copy(source / "pixel_size_in_micrometer.txt", folder)
-    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}  # the package's own cards
-    env["OMP_NUM_THREADS"] = "1"
-    command = [str(BIN / "axondeepseg"), "-t", target, "--pseudo", strategy, "-i", str(folder / image)]
-    seg = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)
-    assert seg.returncode == 0, seg.stderr[-2000:]
-    morpho = subprocess.run([str(BIN / "axondeepseg_morphometrics"), "-i", image], cwd=folder, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert morpho.returncode == 0, morpho.stderr[-2000:]
+    if (target, strategy) == SCRIPTED:
+        env = {k: v for k, v in os.environ.items() if k != ENV_VAR}  # the package's own cards
+        env["OMP_NUM_THREADS"] = "1"
+        command = [str(BIN / "axondeepseg"), "-t", target, "--pseudo", strategy, "-i", str(folder / image)]
+        seg = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+        assert seg.returncode == 0, seg.stderr[-2000:]
+        morpho = subprocess.run([str(BIN / "axondeepseg_morphometrics"), "-i", image], cwd=folder, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert morpho.returncode == 0, morpho.stderr[-2000:]
+        return target, folder / image
+    from ads_synth.integration.ads_cli import main
+    from tiny_models import one_torch_thread
+
+    saved = os.environ.pop(ENV_VAR, None)  # the package's own cards
+    try:
+        with one_torch_thread():
+            assert main(["-t", target, "--pseudo", strategy, "-i", str(folder / image)]) == 0
+    finally:
+        if saved is not None:
+            os.environ[ENV_VAR] = saved
+    if target == "SEM":  # the only demo image whose morphometrics are compared (with its manual labels)
+        assert _morphometrics_in_process(folder, image) == 0
     return target, folder / image
 
 

@@ -81,7 +81,7 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
                                       "--translation", "t", "--nnunet", "n", "--pixel-size", "0.1"])
     assert args.strategy == "gamma"
     entry = card_entry(source="A", target="B", strategy="gamma", pixel_size=0.1, translation="t",
-                             nnunet="n", files={"t/x": "0" * 64}, name="A2B_gamma")
+                       nnunet="n", files={"t/x": "0" * 64}, name="A2B_gamma")
     card = card_from_entry(tmp_path / "A2B_gamma.yaml", "A2B_gamma", entry)
     assert not card.segments_target  # an L model: AxonDeepSeg cannot run it alone
     with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, refined, invert, gamma"):

@@ -104,7 +104,7 @@ def test_translate_command_and_a_card_use_the_exported_translator(exported, tmp_
 
     _, nn = make_fake_models(tmp_path / "seg")
     card = create_card(user_cards, source="A", target="B", strategy="tutor", translation=exported, nnunet=nn,
-                             pixel_size=0.1)
+                       pixel_size=0.1)
     assert type(load_translation_model(card.translation, "cpu")) is ResnetTranslator
     assert cli_main(["translate", "--model", card.name, "--direction", "L2U", "-i", str(src / "a.png"),
                      "--pixel-size", "0.05", "-o", str(tmp_path / "via-card"), "--device", "cpu",

@@ -7,12 +7,15 @@ are the 2-D ones): patch 256 x 256, batch 4, 5 stages, 16 -> 256 features, 1.94M
 that CPU. Both configurations stay in ``plans.json``; ``--trainer default`` trains nnU-Net's own ``2d``.
 
 Fingerprint extraction, planning and preprocessing run in-process through
-:mod:`nnunetv2.experiment_planning.plan_and_preprocess_api` (nnU-Net itself spawns worker processes for parts of
-it).
+:mod:`nnunetv2.experiment_planning.plan_and_preprocess_api`. nnU-Net spawns a pool of worker processes for the
+fingerprint and for preprocessing, each of which imports torch again (seconds on a small CPU); with
+``num_processes=1`` (what ``ads-synth family train`` and the tests use) :func:`inline_pools` runs those cases in this
+process instead, one after the other, with the same results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,6 +113,73 @@ def _preprocessed_complete(folders, name, configuration) -> bool:
     return data.is_dir() and len(list(data.glob("*.npz"))) == n
 
 
+class _DoneResult:
+    """What ``Pool.starmap_async`` returns, for work already done."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout=None):
+        return self._value
+
+
+class _InlinePool:
+    """The part of ``multiprocessing.Pool`` nnU-Net 2.2.1's fingerprint extractor and preprocessor use
+    (``starmap_async``, ``_pool``), run in this process."""
+
+    def __init__(self, processes=None):
+        self._pool = []  # no worker to watch
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def starmap_async(self, func, iterable):
+        return _DoneResult([func(*args) for args in iterable])
+
+
+class _InlineMultiprocessing:
+    """``multiprocessing`` as nnU-Net's two modules see it inside :func:`inline_pools`: ``get_context(...).Pool``
+    is :class:`_InlinePool`; everything else is the real module."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def get_context(self, method=None):
+        return self
+
+    @property
+    def Pool(self):  # noqa: N802 (multiprocessing's name)
+        return _InlinePool
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def inline_pools():
+    """Run nnU-Net's fingerprint extraction and preprocessing pools in this process (see the module docstring)."""
+    import multiprocessing
+
+    from nnunetv2.experiment_planning.dataset_fingerprint import fingerprint_extractor
+    from nnunetv2.preprocessing.preprocessors import default_preprocessor
+
+    modules = (fingerprint_extractor, default_preprocessor)
+    saved = [m.multiprocessing for m in modules]
+    for m in modules:
+        m.multiprocessing = _InlineMultiprocessing(multiprocessing)
+    try:
+        yield
+    finally:
+        for m, real in zip(modules, saved):
+            m.multiprocessing = real
+
+
 def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION, compact=None, num_processes=2,
                         log_file=None, verbose=False, progress=True) -> dict:
     """Fingerprint, plan and preprocess raw dataset ``dataset_id`` with nnU-Net's API; skip what is done.
@@ -124,7 +194,7 @@ def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION
     compact : CompactPlan, optional
         Compact configuration added to the plans (default :class:`CompactPlan()`); replaced when it changed.
     num_processes : int
-        nnU-Net's worker processes.
+        nnU-Net's worker processes; 1 (or less): none, the cases run in this process (:func:`inline_pools`).
     log_file : Path, optional
         Receives nnU-Net's printed output.
     verbose : bool
@@ -149,7 +219,8 @@ def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION
 
     name = convert_id_to_dataset_name(dataset_id)
     path = plans_file(folders, name)
-    with quiet(log_file, enabled=not verbose, stderr=not progress):  # nnU-Net's bars are on stderr
+    pools = inline_pools() if num_processes <= 1 else contextlib.nullcontext()
+    with quiet(log_file, enabled=not verbose, stderr=not progress), pools:  # nnU-Net's bars are on stderr
         if path.is_file():
             plans = json.loads(path.read_text(encoding="utf-8"))
         else:
@@ -160,5 +231,6 @@ def plan_and_preprocess(folders, dataset_id, configuration=COMPACT_CONFIGURATION
         if plans["configurations"].get(COMPACT_CONFIGURATION) != compact.configuration():
             plans = add_configuration(path, COMPACT_CONFIGURATION, compact.configuration())
         if not _preprocessed_complete(folders, name, configuration):
-            preprocess_dataset(dataset_id, PLANS_IDENTIFIER, [configuration], [num_processes], verbose=verbose)
+            preprocess_dataset(dataset_id, PLANS_IDENTIFIER, [configuration], [max(1, num_processes)],
+                               verbose=verbose)
     return plans
