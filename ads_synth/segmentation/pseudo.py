@@ -325,6 +325,9 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
                         intensity_reference=None, allow_large=False) -> list[dict]:
     """Pseudo-label images with already-trained models (one strategy).
 
+    Under ``torchrun`` (``RANK`` / ``WORLD_SIZE``), this process handles only its share of the images, on
+    ``cuda:LOCAL_RANK`` or its share of the CPU cores (:mod:`ads_synth.sharding`), and returns only their records.
+
     Parameters
     ----------
     images : str or Path or list
