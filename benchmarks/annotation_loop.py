@@ -76,7 +76,11 @@ def main():
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="only plot OUT/loop.json (Dice of the uncorrected images against images corrected)")
     args = p.parse_args()
+    if args.plot:
+        return plot(Path(args.out) / "loop.json", Path(args.plot))
 
     import torch
 
@@ -140,6 +144,36 @@ def main():
         results["steps"].append(step)
         save()
         print(json.dumps({k2: step[k2] for k2 in ("key", "seconds", "refined_mean", "proxy_mean")}), flush=True)
+
+
+def plot(results_path, png):
+    """Dice (axon, myelin) of the uncorrected images against the number of corrected images, per order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = json.loads(Path(results_path).read_text())
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for ax, cls in zip(axes, ("axon", "myelin")):
+        for order, style in (("rank", "o-"), ("random", "s--")):
+            steps = sorted((s for s in results["steps"] if s["order"] == order), key=lambda s: s["k"])
+            if not steps:
+                continue
+            xs = [0] + [s["k"] for s in steps]
+            ys = [float(np.mean([v[cls] for v in results["proxy"].values()]))] + [s["refined_mean"][cls] for s in steps]
+            ax.plot(xs, ys, style, label=f"{order} order")
+            for s in steps:
+                ax.plot([s["k"]], [s["proxy_mean"][cls]], "x", color="grey")
+        ax.axhline(0.85 if cls == "axon" else 0.80, color="k", lw=0.8, ls=":", label="goal")
+        ax.set_title(f"{cls} Dice of the uncorrected images")
+        ax.set_xlabel("images corrected")
+        ax.set_xticks(range(0, 4))
+    axes[0].set_ylabel("Dice (x: shipped proxy, same images)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(png)
 
 
 if __name__ == "__main__":

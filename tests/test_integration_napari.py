@@ -42,6 +42,7 @@ def fake_segmentation(monkeypatch):
 
     module = types.ModuleType("ads_synth.segmentation.pseudo")
     module.pseudo_label_images = pseudo_label_images
+    module.CONFIDENCE_SUFFIX = "_seg-confidence.png"  # the widget looks for the confidence map (none written here)
     monkeypatch.setitem(sys.modules, "ads_synth.segmentation.pseudo", module)
     return calls
 
