@@ -243,7 +243,11 @@ def test_pseudo_usage_errors_exit_2(capsys, args, message):
 def test_pseudo_help(capsys):
     assert ads_cli.main(["--pseudo", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "{tutor,adapt,proxy,refined,auto}" in out and "-s MODALITY, --source MODALITY" in out
+    from ads_synth.segmentation.strategies import strategy_names
+
+    choices = "{" + ",".join((*strategy_names(shippable=True), "auto")) + "}"
+    assert choices == "{tutor,adapt,proxy,refined,invert,auto}"
+    assert choices in out and "-s MODALITY, --source MODALITY" in out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _training(run, strategy) -> dict:
         "translation": {"preset": run.opts.preset, "steps": translation["steps"], "tile": translation["tile"]},
         "nnunet": _nnunet_training(run, strategy, epochs),
         "teacher": state.result("proxy")["teacher"] if strategy == "proxy" else None,
-        "self_training_rounds": ([{k: r[k] for k in ("round", "score", "kept", "seconds")}
+        "self_training_rounds": ([{k: r.get(k) for k in ("round", "score", "best_before", "kept", "seconds")}
                                   for r in state.result("proxy").get("rounds", [])] if strategy == "proxy" else None),
         "wall_time_s": times,
         "data": {"labeled": state.config["labeled"], "unlabeled": state.config["unlabeled"]},

@@ -98,9 +98,11 @@ def _rounds_table(rounds) -> list:
     """Markdown lines of the self-training rounds (score beside the candidates, kept or not), or none."""
     if not rounds:
         return []
-    lines = ["| round | label-free score | kept | seconds |", "|---|---|---|---|"]
-    lines += [f"| {r['round']} | {r['score']:.3f} | {'yes' if r['kept'] else 'no (stopped)'} | {r['seconds']:.0f} |"
-              for r in rounds]
+    lines = ["| round | label-free score | best earlier round, same ranking | kept | seconds |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['round']} | {r['score']:.3f} | "
+              f"{'-' if r.get('best_before') is None else format(r['best_before'], '.3f')} | "
+              f"{'yes' if r['kept'] else 'no (stopped)'} | {r['seconds']:.0f} |" for r in rounds]
     return lines + [""]
 
 

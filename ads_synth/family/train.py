@@ -351,9 +351,10 @@ class FamilyRun:
             self._label(images, ["proxy"], {"proxy": model}, {"proxy": folder}, None)
             tried = {n: rel for n, rel in [(x["name"], x["candidates"]) for x in rounds]}
             scores = self._score(dict(cands["folders"], **tried, **{name: self._rel(folder)}))
-            kept = best is None or scores[name]["score"] > scores[best["name"]]["score"]
+            against = None if best is None else scores[best["name"]]["score"]  # the best round, ranked alike
+            kept = against is None or scores[name]["score"] > against
             rounds.append({"round": r, "name": name, "model": self._rel(model), "candidates": self._rel(folder),
-                           "score": scores[name]["score"], "kept": kept,
+                           "score": scores[name]["score"], "best_before": against, "kept": kept,
                            "seconds": round(time.monotonic() - t0, 1)})
             if not kept:
                 break
