@@ -32,6 +32,7 @@ nothing found              no image with corrected masks among the paths: refuse
 
 from __future__ import annotations
 
+import glob
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,14 +74,10 @@ class Correction:
 
 def _image_beside(folder, stem):
     """The image ``<stem>.<ext>`` in ``folder`` (None when there is none)."""
-    for p in sorted(Path(folder).glob(f"{glob_escape(stem)}.*")):
+    for p in sorted(Path(folder).glob(f"{glob.escape(stem)}.*")):
         if p.is_file() and is_candidate_image(p):
             return p
     return None
-
-
-def glob_escape(text):
-    return re.sub(r"([\[\]*?])", r"[\1]", str(text))
 
 
 def mask_files(image) -> dict:
@@ -229,20 +226,14 @@ def read_correction_map(sample) -> tuple:
 
 
 def bare_axons(label_map) -> tuple:
-    """``(mask, n regions)`` of the axon pixels outside every myelin ring: 4-connected axon regions none of whose
-    8 neighbouring pixels is myelin."""
-    from scipy import ndimage
+    """``(mask, n regions)`` of the axon pixels outside every myelin ring: the axon components (as
+    :func:`ads_synth.segmentation.postprocess.axon_enclosure` finds them) with no myelin pixel on their border."""
+    from ads_synth.segmentation.postprocess import axon_enclosure
 
-    axon = label_map == AXON
-    regions, n = ndimage.label(axon)
-    if n == 0:
-        return np.zeros_like(axon), 0
-    near_myelin = ndimage.binary_dilation(label_map == MYELIN, structure=np.ones((3, 3), bool))
-    touching = np.zeros(n + 1, dtype=bool)
-    touching[np.unique(regions[near_myelin & axon])] = True
-    touching[0] = True
-    bare = ~touching[regions]
-    return bare & axon, int(n - (touching[1:].sum()))
+    labels, fraction = axon_enclosure(label_map)
+    bare_ids = np.flatnonzero(~(fraction > 0))  # 0 and NaN (no border in the image): not enclosed at all
+    bare_ids = bare_ids[bare_ids > 0]
+    return np.isin(labels, bare_ids), int(bare_ids.size)
 
 
 def image_modality(image) -> str | None:

@@ -349,7 +349,7 @@ class FamilyRun:
                                       settings=self._settings(self.plan.proxy_epochs))
             folder = self.work / "candidates" / name
             self._label(images, ["proxy"], {"proxy": model}, {"proxy": folder}, None)
-            tried = {n: rel for n, rel in [(x["name"], x["candidates"]) for x in rounds]}
+            tried = {x["name"]: x["candidates"] for x in rounds}
             scores = self._score(dict(cands["folders"], **tried, **{name: self._rel(folder)}))
             against = None if best is None else scores[best["name"]]["score"]  # the best round, ranked alike
             kept = against is None or scores[name]["score"] > against
