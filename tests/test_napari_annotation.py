@@ -103,3 +103,46 @@ def test_widget_confidence_layer_save_corrections_and_refine(make_napari_viewer,
     assert seen == [("TEST2FAKE", [image_file])]
     assert widget.progress_bar.value() == widget.progress_bar.maximum() == 4
     assert widget.last_message.startswith("TEST2FAKE_refined: 1 corrected")
+
+
+def test_widget_rank_column_lists_the_folder_and_opens_a_row(make_napari_viewer, qtbot, card_env, image_file,
+                                                             monkeypatch):
+    """"Rank images to correct": the command runs in the background on the selected image's folder; its CSV (the
+    format of ``ads-synth rank``, :func:`ads_synth.annotation.rank.rows_csv`) fills the table, first row on top;
+    double-clicking a row opens that image."""
+    from ads_synth.annotation.rank import COLUMNS
+    from ads_synth.integration import annotation_actions
+    from ads_synth.integration.napari_widget import PseudoLabelWidget
+
+    other = image_file.with_name("other.png")
+    Image.fromarray(np.full((40, 50), 90, np.uint8)).save(other)
+    csv_path = image_file.parent / "rank.csv"
+    rows = [{"rank": 1, "image": str(other), "priority": 0.9, "n_fibres": 12},
+            {"rank": 2, "image": str(image_file), "priority": 0.25, "n_fibres": 40}]
+    header = ",".join(COLUMNS)
+    body = "\n".join(",".join(str(r.get(c, "")) for c in COLUMNS) for r in rows)
+    script = f"open({str(csv_path)!r}, 'w').write({header!r} + '\\n' + {body!r} + '\\n'); print('ranked')"
+    seen = []
+    monkeypatch.setattr(annotation_actions, "rank_command",
+                        lambda family, folder: seen.append((family, folder)) or
+                        [sys.executable, "-c", script, "-o", str(csv_path)])
+
+    viewer = make_napari_viewer()
+    widget = PseudoLabelWidget(viewer)
+    qtbot.addWidget(widget)
+    widget._on_rank_click()
+    assert widget.last_message == "No model selected"
+    widget.model_combobox.setCurrentIndex(1)
+    layer = viewer.open(str(image_file))[0]
+    viewer.layers.selection.active = layer
+    widget._on_rank_click()
+    qtbot.waitUntil(lambda: widget.rank_button.isEnabled() and not widget.rank_thread.isRunning(), timeout=60000)
+    assert seen == [("TEST2FAKE", image_file.parent)]
+    assert widget.rank_table.rowCount() == 2
+    assert [widget.rank_table.item(0, j).text() for j in range(4)] == ["1", "other.png", "0.900", "12"]
+    assert widget.rank_table.item(1, 1).text() == image_file.name
+    assert "correct other.png first" in widget.last_message
+    opened = widget._on_rank_row_open(0)
+    assert opened.source.path == str(other) and viewer.layers.selection.active is opened
+    assert widget._on_rank_row_open(1) is layer  # already open: selected, not opened twice
+    assert len(viewer.layers) == 2

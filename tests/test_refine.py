@@ -278,14 +278,22 @@ def test_rank_command_writes_a_csv_and_refuses_to_overwrite(family, tmp_path, ca
         img = np.array(Image.open(samples[name].image).convert("L"))[:256, :256]
         Image.fromarray(img).save(folder / f"{name}.png")
     (folder / "pixel_size_in_micrometer.txt").write_text(f"{PIXEL}\n")
-    csv = tmp_path / "ranking.csv"
-    assert main(["rank", str(folder), "--family", "SEM2TEM", "-o", str(csv), "--device", "cpu", "-v", "0"]) == 0
+    # the napari widget's command line (its "Rank images to correct" column), run by the real CLI
+    from ads_synth.integration.annotation_actions import rank_command, read_ranking
+
+    argv = rank_command("SEM2TEM", folder, out=tmp_path / "rank")
+    assert argv[1:4] == ["-m", "ads_synth.cli", "rank"]
+    assert main(argv[3:] + ["--device", "cpu"]) == 0
     out = capsys.readouterr().out
+    csv = tmp_path / "rank" / "ranking.csv"
     lines = csv.read_text().splitlines()
     assert lines[0].startswith("rank,image,priority,uncertainty,disagreement,unusual")
     assert len(lines) == 4 and lines[1].startswith("1,") and all(n in out for n in CORRECTED)
-    assert sorted(os_name for os_name in folder.iterdir()) == sorted(folder.iterdir())  # nothing written there
-    assert len(list(folder.iterdir())) == 4
+    rows = read_ranking(csv)
+    assert [r["rank"] for r in rows] == [1, 2, 3] and {r["image"].parent for r in rows} == {folder}
+    assert rows[0]["priority"] >= rows[1]["priority"] >= rows[2]["priority"]
+    assert (tmp_path / "rank" / "work" / "proxy").is_dir()  # the pseudo labels kept for the next ranking
+    assert len(list(folder.iterdir())) == 4  # nothing written beside the images
     before = csv.read_text()
     _one_line_exit_2(["rank", str(folder), "--family", "SEM2TEM", "-o", str(csv)], capsys, "already exists",
                      "--overwrite")

@@ -6,7 +6,9 @@
   image (``_seg-axon.png``, ``_seg-myelin.png``, ``_seg-axonmyelin.png``, atomically), which is what
   ``ads-synth refine --corrected`` reads;
 * :func:`refine_command`: the ``ads-synth refine`` command line for the corrected images of one folder, run in the
-  background by the widget; :func:`refine_progress` reads its phase lines (``[k/4] phase: done``) as progress.
+  background by the widget; :func:`refine_progress` reads its phase lines (``[k/4] phase: done``) as progress;
+* :func:`rank_command` / :func:`read_ranking`: the ``ads-synth rank`` command line for the images of one folder
+  (the widget's "Rank images to correct" column) and the rows of the CSV it writes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from ads_synth.errors import InputError
 
 #: Where the widget's refine runs go, inside the images' folder.
 REFINE_FOLDER = "ads_synth_refine"
+#: Where the widget's ranking goes (``ranking.csv`` and the paths' pseudo labels, reused by later rankings).
+RANK_FOLDER = "ads_synth_rank"
 _PHASE = re.compile(r"\[(\d+)/(\d+)\] (\w+): (started|done)")
 
 
@@ -86,3 +90,39 @@ def refine_progress(line):
         return None
     k, n, name, what = int(match[1]), int(match[2]), match[3], match[4]
     return (k if what == "done" else k - 1), n, f"{name} {what}"
+
+
+def rank_command(family, folder, out=None) -> list:
+    """``[python, -m, ads_synth.cli, rank, folder, ...]``: rank the images of ``folder`` for ``family``, writing
+    ``<out>/ranking.csv`` (default ``folder/ads_synth_rank``) and keeping the paths' pseudo labels in
+    ``<out>/work`` so that ranking the folder again computes only new images. Creates ``out``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder; open an image from a folder of images to rank them.")
+    out = Path(out or folder / RANK_FOLDER)
+    out.mkdir(parents=True, exist_ok=True)
+    return [sys.executable, "-m", "ads_synth.cli", "rank", str(folder), "--family", family,
+            "-o", str(out / "ranking.csv"), "--overwrite", "--work", str(out / "work"), "-v", "0"]
+
+
+def read_ranking(path) -> list:
+    """The rows of a ranking CSV written by ``ads-synth rank``: dicts with ``rank`` (int), ``image`` (Path),
+    ``priority`` (float) and the other columns as text, in rank order; InputError when the file is not one."""
+    import csv
+
+    from ads_synth.annotation.rank import COLUMNS
+
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the ranking ({err}).") from None
+    if rows and set(COLUMNS) - set(rows[0]):
+        raise InputError(f"{path}: not a ranking written by ads-synth rank (columns {', '.join(COLUMNS)}).")
+    out = []
+    for row in rows:
+        row = dict(row, rank=int(row["rank"]), image=Path(row["image"]),
+                   priority=float(row["priority"]) if row["priority"] else float("nan"))
+        out.append(row)
+    return sorted(out, key=lambda r: r["rank"])

@@ -9,7 +9,9 @@ morphometrics, save segmentation) works on the pseudo labels unchanged. Messages
 
 The annotation loop (issue 14): the confidence map of the pseudo labels is added as an image layer
 (``<image>_seg-confidence``); "Save corrected masks" writes the edited axon and myelin layers in AxonDeepSeg's
-format beside the image; "Refine with my corrections" runs ``ads-synth refine`` in the background (a subprocess,
+format beside the image; "Rank images to correct" runs ``ads-synth rank`` on the selected image's folder in the
+background and lists the images in a table, the one to correct first on top (double-click a row to open it);
+"Refine with my corrections" runs ``ads-synth refine`` in the background (a subprocess,
 :mod:`ads_synth.integration.annotation_actions`) with a progress bar over its phases, for the family of the selected
 card, the images corrected in this session and the other images of their folder.
 """
@@ -27,12 +29,16 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 #: First entry of the model list, as in AxonDeepSeg's widget.
 NO_MODEL = "Select the model"
+#: The ranking table's columns: (CSV column of ``ads-synth rank``, title).
+RANK_COLUMNS = (("rank", "#"), ("image", "image"), ("priority", "priority"), ("n_fibres", "fibres"))
 
 
 class PseudoLabelThread(QThread):
@@ -65,34 +71,34 @@ class PseudoLabelThread(QThread):
         self.done.emit(result, None)
 
 
-class RefineThread(QThread):
-    """Runs ``ads-synth refine`` (``self.argv``) as a subprocess; emits ``progress(done, total, text)`` per phase
-    line and ``finished_run(code, last line)`` at the end."""
+class CommandThread(QThread):
+    """Runs an ``ads-synth`` command (``self.argv``) as a subprocess; emits ``progress(done, total, text)`` for each
+    line that ``self.parse`` (a function of one line, or None) reads as progress, and ``finished_run(code, last
+    line)`` at the end."""
 
     progress = Signal(int, int, str)
     finished_run = Signal(int, str)
 
-    def __init__(self):
+    def __init__(self, parse=None):
         super().__init__()
         self.argv = None
+        self.parse = parse
 
     def run(self):
         import subprocess
-
-        from ads_synth.integration.annotation_actions import refine_progress
 
         last = ""
         try:
             proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     bufsize=1)
         except OSError as err:
-            self.finished_run.emit(2, f"could not start ads-synth refine: {err}")
+            self.finished_run.emit(2, f"could not start {' '.join(self.argv[3:5])}: {err}")
             return
         for line in proc.stdout:
             line = line.strip()
             if not line:
                 continue
-            got = refine_progress(line)
+            got = self.parse(line) if self.parse else None
             if got is not None:
                 self.progress.emit(*got)
             if "%|" not in line:  # tqdm bars are not messages
@@ -147,9 +153,23 @@ class PseudoLabelWidget(QWidget):
         self.progress_bar.setRange(0, 4)
         self.progress_bar.setValue(0)
 
+        self.rank_button = QPushButton("Rank images to correct")
+        self.rank_button.setToolTip("Order the images of the selected image's folder by how much correcting them "
+                                    "should help (ads-synth rank); double-click a row to open the image.")
+        self.rank_button.clicked.connect(self._on_rank_click)
+        self.rank_table = QTableWidget(0, len(RANK_COLUMNS))
+        self.rank_table.setHorizontalHeaderLabels([title for _, title in RANK_COLUMNS])
+        self.rank_table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.rank_table.cellDoubleClicked.connect(self._on_rank_row_open)
+        self.ranking = []
+
         self.thread = PseudoLabelThread()
         self.thread.done.connect(self._on_done)
-        self.refine_thread = RefineThread()
+        from ads_synth.integration.annotation_actions import refine_progress
+
+        self.rank_thread = CommandThread()
+        self.rank_thread.finished_run.connect(self._on_rank_done)
+        self.refine_thread = CommandThread(refine_progress)
         self.refine_thread.progress.connect(self._on_refine_progress)
         self.refine_thread.finished_run.connect(self._on_refine_done)
 
@@ -159,6 +179,8 @@ class PseudoLabelWidget(QWidget):
         self.layout().addLayout(gpu_row)
         self.layout().addWidget(self.overwrite_checkbox)
         self.layout().addWidget(self.apply_button)
+        self.layout().addWidget(self.rank_button)
+        self.layout().addWidget(self.rank_table)
         self.layout().addWidget(self.save_button)
         self.layout().addWidget(self.refine_button)
         self.layout().addWidget(self.progress_bar)
@@ -319,6 +341,67 @@ class PseudoLabelWidget(QWidget):
         self.progress_bar.setValue(0)
         self.show_message(f"Refining with {len(self.corrected)} corrected image(s)... (runs in the background)")
         self.refine_thread.start()
+
+    def _on_rank_click(self):
+        from ads_synth.cards.lookup import get_card
+        from ads_synth.errors import InputError
+        from ads_synth.integration.annotation_actions import rank_command
+
+        card_name = self.selected_model()
+        if card_name not in self.available_models:
+            self.show_message("No model selected")
+            return
+        layer = self._selected_image_layer()
+        if layer is None or not layer.source.path:
+            self.show_message("No single image (opened from a file) selected: its folder's images are ranked")
+            return
+        try:
+            argv = rank_command(get_card(card_name).pair, Path(layer.source.path).parent)
+        except InputError as err:
+            self.show_message(str(err), warning=True)
+            return
+        self.rank_thread.argv = argv
+        self.rank_button.setEnabled(False)
+        self.show_message(f"Ranking the images of {Path(layer.source.path).parent}... (runs in the background)")
+        self.rank_thread.start()
+
+    def _on_rank_done(self, code, last):
+        from ads_synth.errors import InputError
+        from ads_synth.integration.annotation_actions import read_ranking
+
+        self.rank_button.setEnabled(True)
+        if code != 0:
+            self.show_message(last or f"ads-synth rank failed (exit {code})", warning=True)
+            return
+        csv_path = Path(self.rank_thread.argv[self.rank_thread.argv.index("-o") + 1])
+        try:
+            self.show_ranking(read_ranking(csv_path))
+        except InputError as err:
+            self.show_message(str(err), warning=True)
+            return
+        first = self.ranking[0]["image"].name if self.ranking else "no image"
+        self.show_message(f"Ranking written to {csv_path}: correct {first} first")
+
+    def show_ranking(self, rows):
+        """Fill the ranking table with ``rows`` (:func:`~ads_synth.integration.annotation_actions.read_ranking`)."""
+        self.ranking = list(rows)
+        self.rank_table.setRowCount(len(self.ranking))
+        for i, row in enumerate(self.ranking):
+            for j, (key, _) in enumerate(RANK_COLUMNS):
+                value = row[key]
+                text = value.name if key == "image" else f"{value:.3f}" if isinstance(value, float) else str(value)
+                self.rank_table.setItem(i, j, QTableWidgetItem(text))
+        self.rank_table.resizeColumnsToContents()
+
+    def _on_rank_row_open(self, row, _column=0):
+        """Open (or select, when already open) the image of the ranking's ``row``."""
+        image = self.ranking[row]["image"]
+        layer = next((lay for lay in self.viewer.layers
+                      if getattr(lay.source, "path", None) and Path(lay.source.path) == image), None)
+        if layer is None:
+            layer = self.viewer.open(str(image))[0]
+        self.viewer.layers.selection.active = layer
+        return layer
 
     def _on_refine_progress(self, done, total, text):
         self.progress_bar.setRange(0, total)
