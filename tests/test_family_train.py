@@ -279,3 +279,34 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     for suffix in ("_seg-axon.png", "_seg-myelin.png", "_seg-axonmyelin.png"):
         written = np.array(Image.open(us[0] / f"sem0{suffix}"))
         assert written.shape == (U_SIDE, U_SIDE)
+
+
+def test_a_whole_slide_trains_the_proxy_on_textured_crops_small_images_whole(tmp_path, monkeypatch):
+    """A slide over TRAINING_MPX is replaced by crops of its tissue (not of the blank glass around it), written once
+    with the pixel size; smaller images are used whole."""
+    from ads_synth.data.datasets import Sample
+    from ads_synth.data.images import read_image, read_pixel_size
+    from ads_synth.family import crops
+
+    monkeypatch.setattr(crops, "TRAINING_CROP", 64)
+    monkeypatch.setattr(crops, "TRAINING_MPX", 3 * 64 * 64 / 1e6)  # room for three crops
+    rng = np.random.default_rng(0)
+    slide = np.full((256, 512), 230, np.uint8)  # glass
+    slide[64:192, 128:448] = rng.integers(0, 255, (128, 320))  # tissue: 2 x 5 tiles
+    big, small = tmp_path / "slide.png", tmp_path / "small.png"
+    Image.fromarray(slide).save(big)
+    Image.fromarray(slide[:40, :60]).save(small)
+    jobs = [(Sample(name="slide", image=big, pixel_size=None, labels={}), 0.25),
+            (Sample(name="small", image=small, pixel_size=None, labels={}), 0.25)]
+    got = crops.training_images(jobs, tmp_path / "crops")
+    paths = [p for p, _ in got]
+    assert paths[-1] == small and len(paths) == 4
+    for path in paths[:-1]:
+        crop = read_image(path)
+        assert crop.shape == (64, 64) and crop.std() > 40  # tissue, never the flat glass
+        assert read_pixel_size(path) == 0.25
+    origins = [tuple(int(v) for v in p.parent.name.split("_")[1:]) for p in paths[:-1]]
+    assert sorted(origins) == [(64, 128), (64, 384), (128, 384)]  # the first, middle and last of the 10 tissue tiles
+    stamp = [p.stat().st_mtime_ns for p in paths[:-1]]
+    assert [p for p, _ in crops.training_images(jobs, tmp_path / "crops")] == paths  # written once, reused
+    assert [p.stat().st_mtime_ns for p in paths[:-1]] == stamp

@@ -1,7 +1,6 @@
 """``--pseudo auto``: the path of a family chosen without labels, and the card that records the choice.
 
-* :func:`scoring_crops`: the U images the candidates are scored on (up to :data:`SCORING_IMAGES`, centre crops of at
-  most :data:`SCORING_CROP` a side, 8-bit, each in its own folder with its pixel size).
+* the candidates are scored on :func:`ads_synth.family.crops.scoring_crops` of the U images;
 * :func:`auto_entry`: the ``<PAIR>_auto`` card entry: the chosen card's fields and files, plus an ``auto`` block
   with the label-free scores that chose it (``ads-synth models show`` prints them).
 * :func:`choose_auto_card`: for a family made by hand (the shipped ones): pseudo-label the crops with each of its
@@ -13,42 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ads_synth.errors import InputError
 
-#: Candidate pseudo labels are scored on at most this many U images, each cropped to at most this side.
-SCORING_IMAGES = 4
-SCORING_CROP = 1024
 AUTO = "auto"
 METHOD = ("label-free scores of each path's pseudo labels on centre crops of the unlabeled images "
           "(ads_synth.segmentation.label_free: paths at least half as fibre-like as the best first, then the mean "
           "rank of agreement with the other paths and of confidence); the best shippable path")
-
-
-def scoring_crops(u_jobs, folder) -> list:
-    """Write (once) the scoring crops of ``u_jobs`` (``[(Sample, pixel size)]``) into ``folder``; return paths."""
-    from ads_synth.data.images import read_image
-    from ads_synth.data.normalize import normalize
-    from ads_synth.data.writers import write_image, write_pixel_size
-
-    picks = list(u_jobs)[:: max(1, len(u_jobs) // SCORING_IMAGES)][:SCORING_IMAGES]
-    out = []
-    for sample, px in picks:
-        sub = Path(folder) / sample.name
-        path = sub / f"{sample.name}.png"
-        if not path.is_file():
-            image = read_image(sample.image)
-            if image.dtype != np.uint8:
-                x, _ = normalize(image)
-                image = np.rint((x + 1) * 127.5).astype(np.uint8)
-            h, w = image.shape
-            y0, x0 = max(0, (h - SCORING_CROP) // 2), max(0, (w - SCORING_CROP) // 2)
-            sub.mkdir(parents=True, exist_ok=True)
-            write_pixel_size(sub, px, overwrite=True)
-            write_image(path, image[y0:y0 + SCORING_CROP, x0:x0 + SCORING_CROP], overwrite=True)
-        out.append(path)
-    return out
 
 
 def score_folders(folders, images, reference=None, unit_size=None) -> dict:
@@ -99,6 +68,7 @@ def choose_auto_card(pair, unlabeled, work, *, pixel_size=None, gpu_id=-1, overw
     (ModelCard, dict)
         The auto card and the scores.
     """
+    from ads_synth.family.crops import scoring_crops
     from ads_synth.integration.pseudo_action import run_pseudo_labels
     from ads_synth.segmentation.label_free import choose_candidate
     from ads_synth.segmentation.pseudo import _samples

@@ -8,11 +8,12 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
    half exported as a second translator (``OUT/work/translation_nd``).
 3. ``teachers``: the tutorship model (nnU-Net on L translated into U's look) and the L model (nnU-Net on L; a
    shipped one when it was trained on exactly these labeled images, :mod:`ads_synth.family.l_model`).
-4. ``candidates``: pseudo labels of every candidate path on up to :data:`~ads_synth.family.auto.SCORING_IMAGES`
+4. ``candidates``: pseudo labels of every candidate path on up to :data:`~ads_synth.family.crops.SCORING_IMAGES`
    crops of U images: tutor, adapt (diffusive and non-diffusive translation), their pooled ``combined``, and the
    no-translation baselines direct, invert and histmatch.
 5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
-6. ``proxy``: the teacher's pseudo labels on every U image, a proxy nnU-Net self-trained on their confident part
+6. ``proxy``: the teacher's pseudo labels on every U image (a whole slide: on crops of it,
+   :func:`ads_synth.family.crops.training_images`), a proxy nnU-Net self-trained on their confident part
    (plus L translated into U's look), scored like the candidates; then more rounds, each learning from the last
    one's labels, while the label-free score improves and the budget allows (``--rounds``);
    ``auto`` = the best shippable path.
@@ -31,7 +32,7 @@ import numpy as np
 
 from ads_synth.errors import InputError
 from ads_synth.family.budget import TRANSLATION_TILE, Plan, make_plan
-from ads_synth.family.auto import SCORING_CROP, SCORING_IMAGES
+from ads_synth.family.crops import SCORING_CROP, SCORING_IMAGES, TRAINING_MPX
 from ads_synth.family.l_model import trained_l_models
 from ads_synth.family.options import FamilyOptions, check_images, check_name_free, check_options, labeled_inputs
 from ads_synth.family.state import FamilyState, PhaseRunner, data_fingerprint
@@ -126,7 +127,7 @@ class FamilyRun:
 
         sizes = [np.prod(image_shape(s.image)) / 1e6 for s, _ in self.u_jobs]
         crops = sum(min(m, SCORING_CROP * SCORING_CROP / 1e6) for m in sizes[:SCORING_IMAGES])
-        return crops * (len(CANDIDATES) + 2) + 3 * sum(sizes)
+        return crops * (len(CANDIDATES) + 2) + 3 * sum(min(m, TRAINING_MPX) for m in sizes)
 
     def _rel(self, path):
         return Path(path).resolve().relative_to(self.out).as_posix()
@@ -225,7 +226,7 @@ class FamilyRun:
 
     # -- 4. candidates -----------------------------------------------------------------------------------------
     def _scoring_images(self):
-        from ads_synth.family.auto import scoring_crops
+        from ads_synth.family.crops import scoring_crops
 
         return scoring_crops(self.u_jobs, self.work / "scoring_images")
 
@@ -239,7 +240,7 @@ class FamilyRun:
             if folder not in loaded:
                 loaded[folder] = _segmentation(folder, self.opts.folds, self.device, False, None)
             seg[name] = loaded[folder]
-        jobs = [_Job(s, px, dict(out_dirs)) for s, px in _samples(images, None)]
+        jobs = [_Job(s, px, dict(out_dirs)) for s, px in _samples(images, self.opts.pixel_size)]
         return _run_jobs(jobs, seg, translation_model, OutputOptions(skip_existing=True), progress=self.progress,
                          reference=reference)
 
@@ -291,18 +292,27 @@ class FamilyRun:
         return {"scores": scores, "teacher": teacher}
 
     # -- 6. proxy ----------------------------------------------------------------------------------------------
+    def _training_images(self):
+        """The proxy's training images: the U images, a whole slide replaced by crops
+        (:func:`ads_synth.family.crops.training_images`)."""
+        from ads_synth.family.crops import training_images
+
+        return [str(p) for p, _ in training_images(self.u_jobs, self.work / "training_images")]
+
     def _label_items(self, folder):
-        """``[(Sample, px, axonmyelin path, confidence path)]`` of every U image's pseudo labels in ``folder``."""
-        from ads_synth.segmentation.pseudo import OutputOptions, output_paths
+        """``[(Sample, px, axonmyelin path, confidence path)]`` of every training image's pseudo labels in
+        ``folder``."""
+        from ads_synth.segmentation.pseudo import OutputOptions, _samples, output_paths
 
         items = []
-        for s, px in self.u_jobs:
+        for s, px in _samples(self._training_images(), self.opts.pixel_size):
             paths = output_paths(s.image, folder, [], OutputOptions())
             items.append((s, px, paths["axonmyelin"], paths["confidence"]))
         return items
 
     def _teacher_labels(self, teacher):
-        """The teacher's pseudo labels on every U image: ``[(Sample, px, axonmyelin path, confidence path)]``."""
+        """The teacher's pseudo labels on every training image: ``[(Sample, px, axonmyelin path, confidence
+        path)]``."""
         from ads_synth.segmentation.strategies import get_strategy
 
         teachers = self.state.result("teachers")
@@ -317,7 +327,7 @@ class FamilyRun:
         if teacher == "combined":
             dirs["combined"] = folder / "combined"
         key = "nondiffusive" if teacher == ADAPT_ND else "model"
-        self._label(self.unlabeled_paths, names, models, dirs, self._translation_model(key),
+        self._label(self._training_images(), names, models, dirs, self._translation_model(key),
                     reference=self._reference())
         return self._label_items(dirs["combined" if teacher == "combined" else names[0]])
 
@@ -364,7 +374,7 @@ class FamilyRun:
             if r == limit or (self.opts.rounds == "auto" and round_s > left):
                 break
             labels = self.work / "teacher_labels" / name
-            self._label(self.unlabeled_paths, ["proxy"], {"proxy": model}, {"proxy": labels}, None)
+            self._label(self._training_images(), ["proxy"], {"proxy": model}, {"proxy": labels}, None)
             items = self._label_items(labels)
         folders = dict(cands["folders"], proxy=best["candidates"])
         scores = self._score(folders)  # the kept round as "proxy", ranked beside the candidates alone
