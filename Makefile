@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "SEM pseudo labels and morphometrics are in demo_output/; bright-field pseudo labels in demo_output/bf/"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder tests
 
 clean-demo:
 	rm -rf demo_output

@@ -53,3 +53,28 @@ def ads_segment_main():
     yield own_main
     logger.remove()
     logger.add(sys.stderr)
+
+
+# -- running the suite on two workers (pytest-xdist, `make test`) -----------------------------------------------------
+#: Modules that share one session-scoped build run on the same worker, so that it is built once.
+SHARED_BUILDS = {"tiny_pipeline": ("test_integration_e2e", "test_pseudo_e2e", "test_reliability_state",
+                                   "test_segmentation_nnunet")}
+#: The longest groups first (their seconds on this 2-core machine), so that neither worker waits for one at the end.
+LONGEST_FIRST = ("test_family_train", "tiny_pipeline", "test_refine", "test_translation_training",
+                 "test_shipped_models")
+
+
+def _group(module):
+    return next((g for g, mods in SHARED_BUILDS.items() if module in mods), module)
+
+
+def pytest_itemcollected(item):
+    """Each test module is one unit of work for ``--dist loadgroup`` (as ``loadfile``), the modules of a shared
+    build one unit together (marked as each item is collected: before xdist reads the marks)."""
+    item.add_marker(pytest.mark.xdist_group(_group(item.module.__name__)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest units are collected first."""
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.module.__name__), len(rank)))  # stable: file order kept

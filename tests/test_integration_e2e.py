@@ -25,14 +25,14 @@ from test_integration_ads_cli import WRAPPER, run_main_in
 from tiny_models import tiny_pipeline
 
 BIN = Path(sys.executable).parent
-SEM_IMAGE = ("sem-dev", "sub-rat8", "micr", "sub-rat8_sample-V915_SEM.png")
-SEM_PIXEL_SIZE = 0.07  # sub-rat8's BIDS sidecar
+SEM_IMAGE = Path(__file__).resolve().parents[1] / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png"  # sem-dev's
+SEM_PIXEL_SIZE = 0.07  # sub-rat8's BIDS sidecar (and the demo's pixel size file)
 CROP = 768  # px: for time (tiny models, 2 shared cores)
 
 
 @pytest.fixture(scope="session")
-def pipeline(shared_data, tmp_path_factory):
-    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline", shared_data)
+def pipeline(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,10 @@ def family(pipeline, tmp_path_factory):
 
 
 @pytest.fixture
-def sem_image(shared_data, tmp_path):
-    """The central 768 x 768 px of sub-rat8 (0.07 um/px) alone in a folder, with AxonDeepSeg's pixel size file."""
-    src = shared_data.joinpath(*SEM_IMAGE)
+def sem_image(tmp_path):
+    """The central 768 x 768 px of the bundled demo image (sem-dev's sub-rat8, 0.07 um/px) alone in a folder, with
+    AxonDeepSeg's pixel size file."""
+    src = SEM_IMAGE
     folder = tmp_path / "sem"
     folder.mkdir()
     full = _read(src)

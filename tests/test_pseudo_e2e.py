@@ -21,8 +21,8 @@ STRATEGIES = ("tutor", "adapt", "direct", "combined")
 
 
 @pytest.fixture(scope="session")
-def pipeline(shared_data, tmp_path_factory):
-    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline", shared_data)
+def pipeline(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline")
 
 
 def _image(pipeline):

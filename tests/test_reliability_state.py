@@ -521,10 +521,10 @@ def test_translation_training_stops_at_the_first_nan_loss_keeping_good_files(dom
 # 1 and 2. nnU-Net: atomic checkpoints, fallback to the previous one, NaN losses (real tiny training)
 # ------------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def pipeline(shared_data, tmp_path_factory):
+def pipeline(tmp_path_factory):
     from tiny_models import tiny_pipeline
 
-    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline", shared_data)
+    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline")
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from tiny_models import run_ads_axon_segmentation, tiny_pipeline
 
 
 @pytest.fixture(scope="session")
-def pipeline(shared_data, tmp_path_factory):
-    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline", shared_data)
+def pipeline(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory.getbasetemp() / "tiny_pipeline")
 
 
 @pytest.fixture(scope="session")
@@ -59,14 +59,14 @@ def test_compact_network_size_matches_the_measured_plan(l_model):
     assert 1.90e6 < n < 1.98e6  # 1.94M measured for this configuration (docs: environment notes)
 
 
-def test_nnunet_predictor_agrees_with_per_fold_prediction(l_model, shared_data):
+def test_nnunet_predictor_agrees_with_per_fold_prediction(l_model, pipeline):
     from ads_synth.data.datasets import find_samples
     from ads_synth.data.images import read_image
     from ads_synth.data.resample import rescale, scale_factor
     from ads_synth.segmentation.confidence import label_and_confidence
     from ads_synth.segmentation.predict import SegmentationModel
 
-    sample = find_samples(shared_data / "tem-srf")[-1]
+    sample = find_samples(pipeline.labeled)[-1]
     model = SegmentationModel(l_model, folds=[0], device="cpu")
     image = rescale(read_image(sample.image), scale_factor(sample.pixel_size, model.pixel_size))
     stats, fold_labels = model.predict(image, per_fold=True)
@@ -85,14 +85,14 @@ def test_nnunet_predictor_agrees_with_per_fold_prediction(l_model, shared_data):
     assert conf.min() >= 0 and conf.max() <= 1
 
 
-def test_axondeepseg_loads_and_runs_the_model_folder(l_model, shared_data, tmp_path):
+def test_axondeepseg_loads_and_runs_the_model_folder(l_model, pipeline, tmp_path):
     image = tmp_path / "tile.png"
     from PIL import Image
 
     from ads_synth.data.datasets import find_samples
     from ads_synth.data.images import read_image
 
-    sample = find_samples(shared_data / "tem-srf")[0]
+    sample = find_samples(pipeline.labeled)[0]
     Image.fromarray(read_image(sample.image)[:160, :160]).save(image)
     outputs = run_ads_axon_segmentation(image, l_model)
     assert sorted(outputs) == ["tile_seg-axon.png", "tile_seg-axonmyelin.png", "tile_seg-myelin.png"]
@@ -125,13 +125,18 @@ def test_training_skips_finished_folds_and_continues_interrupted_ones(l_model, p
     assert not (copy / "fold_0" / "checkpoint_latest.pth").exists()
 
 
-def test_segmentation_train_command_with_fold_all(shared_data, tmp_path, capsys):
-    """``ads-synth segmentation train --folds all``: one model on every image (AxonDeepSeg's 'light' layout)."""
+def test_segmentation_train_command_with_fold_all(tmp_path, capsys):
+    """``ads-synth segmentation train --folds all``: one model on every image (AxonDeepSeg's 'light' layout), on the
+    tem-nyu image of the bundled labeled set."""
     from ads_synth.cli import main
+    from ads_synth.data.bundled import labeled_set
     from ads_synth.segmentation.predict import read_model_info
+    from tiny_models import copy_bids_subject
+
+    nyu = copy_bids_subject(labeled_set("TEM"), tmp_path / "tem-nyu", subject="sub-nyuMouse26")
 
     model = tmp_path / "tem_model"
-    code = main(["segmentation", "train", "--data", str(shared_data / "tem-nyu"), "--out", str(model),
+    code = main(["segmentation", "train", "--data", str(nyu), "--out", str(model),
                  "--folds", "all", "--epochs", "1", "--iterations", "2", "--patch", "64", "--batch-size", "2",
                  "--pixel-size", "0.02", "--device", "cpu", "--processes", "1", "--no-progress"])
     assert code == 0
@@ -147,6 +152,6 @@ def test_segmentation_train_command_with_fold_all(shared_data, tmp_path, capsys)
     factor = 0.00236 / 0.02  # tem-nyu: 2000 x 1998 px at 0.00236 um, resampled to 0.02 um
     assert Image.open(images[0]).size == (round(2000 * factor), round(1998 * factor))
     # too few images for five folds: refused before anything is written
-    assert main(["segmentation", "train", "--data", str(shared_data / "tem-nyu"), "--out",
+    assert main(["segmentation", "train", "--data", str(nyu), "--out",
                  str(tmp_path / "other"), "--device", "cpu"]) == 2
     assert "too few" in capsys.readouterr().err and not (tmp_path / "other").exists()

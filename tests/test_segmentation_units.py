@@ -303,6 +303,17 @@ def test_plan_and_preprocess_with_one_process_spawns_no_worker(tmp_path, monkeyp
     real = plans._InlinePool.starmap_async
     monkeypatch.setattr(plans._InlinePool, "starmap_async", lambda self, f, it: calls.append(f) or real(self, f, it))
     monkeypatch.setattr(multiprocessing.get_context("spawn"), "Pool", no_spawn)
+    # nnU-Net's dataset check too (it spawns a pool even for one process): in this process, and it still checks
+    from ads_synth.segmentation.dataset_export import verify_raw_dataset
+
+    verify_raw_dataset(folders.raw / "Dataset951_inline", num_processes=1)
+    bad = folders.raw / "Dataset952_bad"
+    export_raw_dataset(cases, bad, progress=False)
+    from PIL import Image
+
+    Image.fromarray(np.full((48, 64), 7, np.uint8)).save(next((bad / "labelsTr").glob("*.png")))
+    with pytest.raises(RuntimeError):
+        verify_raw_dataset(bad, num_processes=1)
     result = plans.plan_and_preprocess(folders, 951, compact=plans.CompactPlan(patch_size=32, n_stages=3),
                                        num_processes=1, log_file=tmp_path / "log.txt", progress=False)
     assert len(calls) == 10  # five fingerprint cases, five preprocessed cases, all in this process

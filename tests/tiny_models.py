@@ -36,6 +36,8 @@ TINY_PIXEL_SIZES = {"L": 0.02, "U": 0.2}
 N_LABELED = 5
 #: The smallest sem-dev image (822 x 771 px at 0.1 um).
 SEM_SUBJECT = "sub-rat4"
+#: That subject with its manual labels, shipped with the tests (a BIDS dataset; MIT, see tests/data/README.md).
+TEST_SEM = Path(__file__).resolve().parent / "data" / "sem-rat4"
 
 
 def build_tiny_translation_model(folder, pixel_sizes=None, seed=0) -> Path:
@@ -223,10 +225,11 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iterations=4) -> TinyPipeline:
+def tiny_pipeline(base, folds=(0, 1), patch=64, epochs=1, iterations=4) -> TinyPipeline:
     """Run ``ads-synth pseudo --strategy all --per-fold`` once per session on real data with tiny models.
 
-    L: the first 5 tem-srf images (labels beside them); U: sem-dev's sub-rat4 (BIDS, its labels in
+    Bundled data only (no ../shared): L: the first 5 images of the bundled labeled TEM set (tem-srf tiles, labels
+    beside them); U: sem-dev's sub-rat4 as shipped in ``tests/data/sem-rat4`` (BIDS, its labels in
     derivatives/labels, never to be read); a random tiny translation model. Trains ``OUT/models/tutor`` and
     ``OUT/models/L`` (compact nnU-Net, ``folds``, a few iterations), writes ``OUT/pseudo_labels/{tutor,adapt,
     direct,combined}/`` with ``fold_<k>/`` and confidence TIFFs. Files opened by this process during the run are
@@ -240,9 +243,11 @@ def tiny_pipeline(base, shared_data, folds=(0, 1), patch=64, epochs=1, iteration
     key = (str(base.resolve()), tuple(folds), patch, epochs, iterations)
     if key in _PIPELINES:
         return _PIPELINES[key]
+    from ads_synth.data.bundled import labeled_set
+
     translation = build_tiny_translation_model(base / "translation")
-    labeled = copy_labeled_subset(Path(shared_data) / "tem-srf", base / "tem-srf-5")
-    unlabeled = copy_bids_subject(Path(shared_data) / "sem-dev", base / "sem-rat4")
+    labeled = copy_labeled_subset(labeled_set("TEM"), base / "tem-srf-5")
+    unlabeled = copy_bids_subject(TEST_SEM, base / "sem-rat4")
     out = base / "OUT"
     settings = tiny_settings(folds, patch, epochs, iterations)
     options = OutputOptions(per_fold=True, confidence_tiff=True, skip_existing=True)

@@ -122,11 +122,16 @@ def export_raw_dataset(cases, folder, channel_name="microscopy", overwrite=False
 
 
 def verify_raw_dataset(folder, num_processes=1):
-    """Run nnU-Net's ``verify_dataset_integrity`` on ``folder`` (raises ``AssertionError`` / ``RuntimeError``)."""
+    """Run nnU-Net's ``verify_dataset_integrity`` on ``folder`` (raises ``AssertionError`` / ``RuntimeError``); with
+    ``num_processes`` 1 (or less) in this process (:func:`ads_synth.segmentation.plans.inline_pools`), not in the
+    spawned pool nnU-Net starts even for one process (each worker imports torch again: seconds)."""
+    import contextlib
+
     from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
+    from ads_synth.segmentation.plans import inline_pools
 
     import_nnunet()
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
-    with quiet():
-        verify_dataset_integrity(str(folder), num_processes)
+    with quiet(), (inline_pools() if num_processes <= 1 else contextlib.nullcontext()):
+        verify_dataset_integrity(str(folder), max(1, num_processes))

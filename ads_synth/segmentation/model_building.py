@@ -299,7 +299,7 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
                 shutil.rmtree(stale)
         export_raw_dataset(cases(), raw, channel_name=channel_name, overwrite=True, progress=settings.progress,
                            total=n_cases, ignore_label=ignore_label)
-        verify_raw_dataset(raw)
+        verify_raw_dataset(raw, settings.num_processes)
         (raw / _SOURCE_FILE).write_text(json.dumps(source, indent=2), encoding="utf-8")
     log = work_dir / "nnunet_log.txt"
     plan_and_preprocess(folders, dataset_id, configuration=configuration, compact=settings.compact_plan(),

@@ -8,7 +8,7 @@ that CPU. Both configurations stay in ``plans.json``; ``--trainer default`` trai
 
 Fingerprint extraction, planning and preprocessing run in-process through
 :mod:`nnunetv2.experiment_planning.plan_and_preprocess_api`. nnU-Net spawns a pool of worker processes for the
-fingerprint and for preprocessing, each of which imports torch again (seconds on a small CPU); with
+fingerprint, for preprocessing and for the dataset check, each of which imports torch again (seconds on a small CPU); with
 ``num_processes=1`` (what ``ads-synth family train`` and the tests use) :func:`inline_pools` runs those cases in this
 process instead, one after the other, with the same results.
 """
@@ -127,8 +127,8 @@ class _DoneResult:
 
 
 class _InlinePool:
-    """The part of ``multiprocessing.Pool`` nnU-Net 2.2.1's fingerprint extractor and preprocessor use
-    (``starmap_async``, ``_pool``), run in this process."""
+    """The part of ``multiprocessing.Pool`` nnU-Net 2.2.1's fingerprint extractor, preprocessor and dataset check
+    use (``starmap_async``, ``starmap``, ``_pool``), run in this process."""
 
     def __init__(self, processes=None):
         self._pool = []  # no worker to watch
@@ -142,9 +142,12 @@ class _InlinePool:
     def starmap_async(self, func, iterable):
         return _DoneResult([func(*args) for args in iterable])
 
+    def starmap(self, func, iterable):
+        return [func(*args) for args in iterable]
+
 
 class _InlineMultiprocessing:
-    """``multiprocessing`` as nnU-Net's two modules see it inside :func:`inline_pools`: ``get_context(...).Pool``
+    """``multiprocessing`` as nnU-Net's modules see it inside :func:`inline_pools`: ``get_context(...).Pool``
     is :class:`_InlinePool`; everything else is the real module."""
 
     def __init__(self, real):
@@ -163,13 +166,15 @@ class _InlineMultiprocessing:
 
 @contextlib.contextmanager
 def inline_pools():
-    """Run nnU-Net's fingerprint extraction and preprocessing pools in this process (see the module docstring)."""
+    """Run nnU-Net's fingerprint extraction, preprocessing and dataset-check pools in this process (see the module
+    docstring; the check, ``verify_dataset_integrity``, spawns its pool even for one process)."""
     import multiprocessing
 
+    from nnunetv2.experiment_planning import verify_dataset_integrity
     from nnunetv2.experiment_planning.dataset_fingerprint import fingerprint_extractor
     from nnunetv2.preprocessing.preprocessors import default_preprocessor
 
-    modules = (fingerprint_extractor, default_preprocessor)
+    modules = (fingerprint_extractor, default_preprocessor, verify_dataset_integrity)
     saved = [m.multiprocessing for m in modules]
     for m in modules:
         m.multiprocessing = _InlineMultiprocessing(multiprocessing)
