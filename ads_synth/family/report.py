@@ -17,7 +17,11 @@ def _save(fig, path):
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
 
 
-def _crop(image, side=384):
+#: Side (px) of the images shown in the report's figures.
+SHOWN = 384
+
+
+def _crop(image, side=SHOWN):
     h, w = image.shape[:2]
     y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
     return image[y0:y0 + side, x0:x0 + side]
@@ -29,6 +33,7 @@ def translation_figure(run, path, n=2):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from ads_synth.data.images import read_image
     from ads_synth.data.resample import rescale_to_pixel_size
@@ -40,9 +45,10 @@ def translation_figure(run, path, n=2):
     rows += [(s.image, px, "U2L") for s, px in run.u_jobs[:n]]
     fig, axes = plt.subplots(len(rows), 2, figsize=(6, 3 * len(rows)), squeeze=False)
     for (image_path, px, direction), (a, b) in zip(rows, axes):
-        image = read_image(image_path)
-        out, _ = translate_image(model, image, px, direction, output_grid="model", progress=False)
         src = "L" if direction == "L2U" else "U"
+        # only the shown centre is translated (twice its side, for context): a whole slide would take an hour
+        image = _crop(read_image(image_path), int(np.ceil(2 * SHOWN * work[src] / px)))
+        out, _ = translate_image(model, image, px, direction, output_grid="model", progress=False)
         shown = rescale_to_pixel_size(image, px, work[src])
         a.imshow(_crop(shown), cmap="gray")
         b.imshow(_crop(out), cmap="gray")
