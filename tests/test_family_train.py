@@ -244,7 +244,7 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
 
     state = json.loads((out / STATE_FILE).read_text())
     proxy = state["phases"]["proxy"]["result"]
-    auto = proxy["auto"]
+    auto = state["phases"]["family"]["result"]["auto"]
     # two self-training rounds: the second learned from the first's labels and is kept only if it scored higher
     first, second = proxy["rounds"]
     assert first["kept"] and first["best_before"] is None
@@ -252,7 +252,10 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert proxy["model"] == (second if second["kept"] else first)["model"]
     assert (out / "work" / "teacher_labels" / "proxy").is_dir()  # round 1's labels on every U image taught round 2
     made = [s.name for s in family_strategies()]
-    assert set(made) == {"tutor", "adapt", "proxy", "invert"} and auto in made
+    assert set(made) == {"tutor", "adapt", "proxy", "direct", "invert", "histmatch"} and auto in made
+    from ads_synth.family.cards import choose_auto
+
+    assert auto == choose_auto(proxy["scores"])  # the best-scoring path a card ships, baselines included
     for name in (*made, "auto"):
         assert (out / "family" / f"TEM2SEMX_{name}.yaml").is_file()
         assert (user_cards / f"TEM2SEMX_{name}.yaml").is_file()  # installed where models install puts archives

@@ -246,7 +246,7 @@ def test_pseudo_help(capsys):
     from ads_synth.segmentation.strategies import strategy_names
 
     choices = "{" + ",".join((*strategy_names(shippable=True), "auto")) + "}"
-    assert choices == "{tutor,adapt,proxy,refined,invert,auto}"
+    assert choices == "{tutor,adapt,proxy,refined,direct,invert,histmatch,auto}"
     assert choices in out and "-s MODALITY, --source MODALITY" in out
 
 

@@ -23,7 +23,7 @@ def extra_strategy():
 def test_builtin_strategies_describe_themselves():
     names = S.strategy_names()
     assert names == ("tutor", "adapt", "combined", "proxy", "refined", "direct", "invert", "histmatch")
-    assert S.strategy_names(shippable=True) == ("tutor", "adapt", "proxy", "refined", "invert")
+    assert S.strategy_names(shippable=True) == ("tutor", "adapt", "proxy", "refined", "direct", "invert", "histmatch")
     assert "combined" not in S.strategy_names(selectable=True)
     tutor, adapt, proxy, direct = (S.get_strategy(n) for n in ("tutor", "adapt", "proxy", "direct"))
     assert tutor.segments_target and proxy.segments_target and not adapt.segments_target
@@ -45,8 +45,9 @@ def test_register_and_get_strategy_checks():
         S.register_strategy(S.Strategy("late", "late", segments="U", model="late", teachers=("nothing",)))
     with pytest.raises(InputError, match="--strategy 'both': choose one of tutor, adapt, proxy, refined, direct"):
         S.get_strategy("both")
-    with pytest.raises(InputError, match="--pseudo 'direct': choose one of tutor, adapt, proxy, refined, invert."):
-        S.get_strategy("direct", "--pseudo", shippable=True)
+    with pytest.raises(InputError, match="--pseudo 'combined': choose one of tutor, adapt, proxy, refined, direct, "
+                                         "invert, histmatch."):
+        S.get_strategy("combined", "--pseudo", shippable=True)
 
 
 def test_parse_strategies_adds_teachers_first_and_reads_in_all():
@@ -75,7 +76,7 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
     args = ads_parser().parse_args(["-t", "SEM", "--pseudo", "gamma", "-i", "x.png"])
     assert args.strategy == "gamma"
     with pytest.raises(SystemExit):
-        ads_parser().parse_args(["-t", "SEM", "--pseudo", "direct", "-i", "x.png"])
+        ads_parser().parse_args(["-t", "SEM", "--pseudo", "combined", "-i", "x.png"])
     # ads-synth models create --strategy, and a card of that strategy validates
     args = build_parser().parse_args(["models", "create", "--source", "A", "--target", "B", "--strategy", "gamma",
                                       "--translation", "t", "--nnunet", "n", "--pixel-size", "0.1"])
@@ -84,8 +85,9 @@ def test_consumers_read_the_registry(extra_strategy, tmp_path, capsys):
                        nnunet="n", files={"t/x": "0" * 64}, name="A2B_gamma")
     card = card_from_entry(tmp_path / "A2B_gamma.yaml", "A2B_gamma", entry)
     assert not card.segments_target  # an L model: AxonDeepSeg cannot run it alone
-    with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, refined, invert, gamma"):
-        card_from_entry(tmp_path / "x.yaml", "x", {**entry, "strategy": "direct"})
+    with pytest.raises(InputError, match="must be one of tutor, adapt, proxy, refined, direct, invert, gamma, "
+                                         "histmatch"):
+        card_from_entry(tmp_path / "x.yaml", "x", {**entry, "strategy": "combined"})
     # ads-synth pseudo --strategy help lists it; the evaluation orders and titles it from the registry
     with pytest.raises(SystemExit):
         build_parser().parse_args(["pseudo", "--help"])

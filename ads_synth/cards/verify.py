@@ -25,6 +25,12 @@ def verify_card(card) -> list:
     for what, folder in (("translation", card.translation), ("nnunet", card.nnunet)):
         if not folder.is_dir():
             problems.append(f"{what} folder {folder.relative_to(card.root)}: missing")
+    if get_strategy(card.strategy, shippable=True).needs_reference:
+        from ads_synth.data.intensity import REFERENCE_FILE
+
+        rel = (card.nnunet / REFERENCE_FILE).relative_to(card.root).as_posix()
+        if rel not in card.files:
+            problems.append(f"{rel}: not shipped, and {card.strategy} needs L's reference intensities")
     return problems
 
 

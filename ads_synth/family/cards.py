@@ -1,9 +1,10 @@
 """The ``family`` phase: the model cards of a family run in ``OUT/family/``, and their installation.
 
-One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``, ``<PAIR>_invert``) made by
-:func:`ads_synth.cards.create.create_card` (files copied as float16 inference checkpoints, sha256 listed; paths
-that apply the same model, ``adapt`` and ``invert``, share its files), and
-``<PAIR>_auto``: the path chosen without labels, sharing that card's files, with an ``auto`` block holding the
+One card per shippable path (``<PAIR>_tutor``, ``<PAIR>_adapt``, ``<PAIR>_proxy``, and the cheap baselines
+``<PAIR>_direct``, ``<PAIR>_invert``, ``<PAIR>_histmatch``) made by :func:`ads_synth.cards.create.create_card`
+(files copied as float16 inference checkpoints, sha256 listed; paths that apply the same model, ``adapt`` and the
+baselines, share its files), and ``<PAIR>_auto``: the path chosen without labels (:func:`choose_auto`: a baseline
+when it scores above every translation), sharing that card's files, with an ``auto`` block holding the
 label-free scores that chose it (``ads-synth models show`` prints it). The cards are then packed into one archive
 and installed as ``ads-synth models install --archive`` does, into the first ``$ADS_SYNTH_MODELS`` folder, else
 the package's folder, so that ``axondeepseg -t TARGET --pseudo auto`` works at once, offline.
@@ -23,6 +24,14 @@ from ads_synth.segmentation.strategies import list_strategies
 def family_strategies() -> list:
     """The shippable strategies a family run makes the model of (not those another command makes: ``refined``)."""
     return [s for s in list_strategies(shippable=True) if s.made_by is None]
+
+
+def choose_auto(scores) -> str:
+    """``auto``: the best-scoring path (label-free ``scores`` of the candidates and the kept proxy round) among
+    those the family ships a card of (:func:`family_strategies`; the cheap baselines among them)."""
+    from ads_synth.segmentation.label_free import choose_candidate
+
+    return choose_candidate(scores, eligible=[s.name for s in family_strategies()])
 
 
 def _command(run) -> str:
@@ -138,7 +147,7 @@ def write_family(run) -> dict:
             training_data=f"Labeled {opts.source}: {state.config['labeled']['n_images']} images; unlabeled "
                           f"{opts.target}: {state.config['unlabeled']['n_images']} images (never labeled).",
             training=_training(run, strategy.name), scores=_scores(run, strategy.name), overwrite=True)
-    auto = state.result("proxy")["auto"]
+    auto = choose_auto(state.result("proxy")["scores"])
     name = f"{opts.pair}_{AUTO}"
     entry = auto_entry(made[auto], name, state.result("proxy")["scores"], made)
     write_card(dest / f"{name}.yaml", name, entry)

@@ -179,7 +179,7 @@ def write_report(run) -> Path:
         f"round {proxy.get('round', 1)} kept):",
         "",
         *_rounds_table(proxy.get("rounds", [])),
-        _scores_table(proxy["scores"], proxy["auto"], "auto"),
+        _scores_table(proxy["scores"], family["auto"], "auto"),
         "",
         f"Pseudo labels and confidence of `{family['auto']}` (auto):",
         "",

@@ -15,9 +15,10 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
 6. ``proxy``: the teacher's pseudo labels on every U image (a whole slide: on crops of it,
    :func:`ads_synth.family.crops.training_images`), a proxy nnU-Net self-trained on their confident part
    (plus L translated into U's look), scored like the candidates; then more rounds, each learning from the last
-   one's labels, while the label-free score improves and the budget allows (``--rounds``);
-   ``auto`` = the best shippable path.
-7. ``family``: the cards (tutor, adapt, proxy, invert, auto) and their files in ``OUT/family/``, installed.
+   one's labels, while the label-free score improves and the budget allows (``--rounds``).
+7. ``family``: the cards (tutor, adapt, proxy, and the cheap baselines direct, invert and histmatch, which apply
+   the L model's files) and ``auto`` = the best-scoring of them (:func:`ads_synth.family.cards.choose_auto`), in
+   ``OUT/family/``, installed.
 8. ``report``: ``OUT/report.md`` and its figures.
 
 U's labels are never read: every choice is made from the data (:mod:`ads_synth.segmentation.label_free`).
@@ -338,8 +339,6 @@ class FamilyRun:
         ``--rounds``, or when another round would not fit in the time budget (``--rounds auto``, the default)."""
         import time
 
-        from ads_synth.family.cards import family_strategies
-        from ads_synth.segmentation.label_free import choose_candidate
         from ads_synth.segmentation.model_building import train_proxy_model
 
         teacher = self.state.result("choice")["teacher"]
@@ -378,9 +377,8 @@ class FamilyRun:
             items = self._label_items(labels)
         folders = dict(cands["folders"], proxy=best["candidates"])
         scores = self._score(folders)  # the kept round as "proxy", ranked beside the candidates alone
-        auto = choose_candidate(scores, eligible=[s.name for s in family_strategies()])
         return {"model": best["model"], "teacher": teacher, "epochs": self.plan.proxy_epochs,
-                "rounds": rounds, "round": best["round"], "scores": scores, "auto": auto}
+                "rounds": rounds, "round": best["round"], "scores": scores}
 
     # -- 7. family ---------------------------------------------------------------------------------------------
     def _phase_family(self):

@@ -228,11 +228,12 @@ def _builtins():
                  shippable=True, order=40),
         Strategy("refined", "Refined with corrected images", segments="U", model="refined", shippable=True,
                  order=45, made_by="ads-synth refine"),
-        Strategy("direct", "L model applied directly", segments="L", model="L", in_all=True, order=50),
+        Strategy("direct", "L model applied directly", segments="L", model="L", in_all=True, shippable=True,
+                 order=50),
         Strategy("invert", "L model on inverted U", segments="L", model="L", intensity=invert, shippable=True,
                  order=60),
         Strategy("histmatch", "L model on U histogram-matched to L", segments="L", model="L",
-                 intensity=histogram_match, needs_reference=True, order=70),
+                 intensity=histogram_match, needs_reference=True, shippable=True, order=70),
     ):
         register_strategy(s)
 
