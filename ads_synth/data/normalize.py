@@ -78,6 +78,11 @@ def normalize(img, low=0.5, high=99.5):
     return apply_normalization(img, params), params
 
 
+def to_uint8(x) -> np.ndarray:
+    """Normalised values in [-1, 1] (clipped) as 8-bit grey levels: -1 -> 0, 1 -> 255."""
+    return np.rint((np.clip(x, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
 def denormalize(x, params) -> np.ndarray:
     """Inverse of :func:`normalize`: [-1, 1] -> [low, high] in the original dtype (clipped, integers rounded)."""
     if isinstance(params, dict):

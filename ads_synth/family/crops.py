@@ -26,12 +26,9 @@ TRAINING_CROP = 1024
 
 
 def _as_uint8(image):
-    from ads_synth.data.normalize import normalize
+    from ads_synth.data.normalize import normalize, to_uint8
 
-    if image.dtype == np.uint8:
-        return image
-    x, _ = normalize(image)
-    return np.rint((x + 1) * 127.5).astype(np.uint8)
+    return image if image.dtype == np.uint8 else to_uint8(normalize(image)[0])
 
 
 def _write_crop(folder, name, px, crop) -> Path:

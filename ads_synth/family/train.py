@@ -58,6 +58,7 @@ class FamilyRun:
         self.opts = check_options(opts)
         self.out = Path(self.opts.out).resolve()
         self.work = self.out / "work"
+        self._training = None  # the proxy's training images, once worked out (_training_images)
         self.progress = self.opts.verbose > 0
 
     # -- inputs ------------------------------------------------------------------------------------------------
@@ -295,10 +296,12 @@ class FamilyRun:
     # -- 6. proxy ----------------------------------------------------------------------------------------------
     def _training_images(self):
         """The proxy's training images: the U images, a whole slide replaced by crops
-        (:func:`ads_synth.family.crops.training_images`)."""
-        from ads_synth.family.crops import training_images
+        (:func:`ads_synth.family.crops.training_images`; worked out once per run)."""
+        if self._training is None:
+            from ads_synth.family.crops import training_images
 
-        return [str(p) for p, _ in training_images(self.u_jobs, self.work / "training_images")]
+            self._training = [str(p) for p, _ in training_images(self.u_jobs, self.work / "training_images")]
+        return self._training
 
     def _label_items(self, folder):
         """``[(Sample, px, axonmyelin path, confidence path)]`` of every training image's pseudo labels in

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
-from ads_synth.data.normalize import apply_normalization, normalization_params
+from ads_synth.data.normalize import apply_normalization, normalization_params, to_uint8
 from ads_synth.data.resample import check_working_size, rescale_to_pixel_size, rescaled_shape, resize_to, scale_factor
 from ads_synth.data.tiling import apply_tiled, tile_positions
 from ads_synth.errors import InputError
@@ -66,10 +66,6 @@ def default_tile(model):
         return int(model.tile_size)
     size, m = int(model.config.image_size), int(getattr(model, "size_multiple", 1))
     return -(-size // m) * m
-
-
-def _to_uint8(block):
-    return np.rint((np.clip(block, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
 def translate_image(model, image, pixel_size, direction, *, output_grid="input", tile=None, overlap=None,
@@ -150,7 +146,7 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     model.eval()
     try:
         out = apply_tiled(x, fn, tile, overlap, batch_size=batch_size, progress=progress,
-                          postprocess=_to_uint8, desc=f"translate {direction}")
+                          postprocess=to_uint8, desc=f"translate {direction}")
     finally:
         model.train(was_training)
     if output_grid == "model":
