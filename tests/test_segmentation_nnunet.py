@@ -125,6 +125,33 @@ def test_training_skips_finished_folds_and_continues_interrupted_ones(l_model, p
     assert not (copy / "fold_0" / "checkpoint_latest.pth").exists()
 
 
+def test_progress_png_is_drawn_after_the_last_epoch_not_after_each(l_model, pipeline, tmp_path, monkeypatch):
+    """nnU-Net redraws its 3000 x 5400 px progress.png after every epoch (1-2 s on this CPU, an epoch's worth in a
+    small run); the trainer draws it after the last epoch, and in between at most every PROGRESS_PLOT_SECONDS."""
+    from nnunetv2.training.logging.nnunet_logger import nnUNetLogger
+
+    from ads_synth.segmentation import nnunet_trainers
+    from ads_synth.segmentation.nnunet_env import use_folders
+    from ads_synth.segmentation.predict import read_model_info
+    from ads_synth.segmentation.trainer import train_fold
+
+    drawn = []
+    real = nnUNetLogger.plot_progress_png
+    monkeypatch.setattr(nnUNetLogger, "plot_progress_png",
+                        lambda self, folder: drawn.append(len(self.my_fantastic_logging["train_losses"]))
+                        or real(self, folder))
+    folders = use_folders(pipeline.out / "work" / "nnunet")
+    name = read_model_info(l_model)["nnunet_dataset"]
+    model = tmp_path / "model"
+    shutil.copytree(l_model, model, ignore=shutil.ignore_patterns("fold_*"))
+    train_fold(folders, name, model, 0, epochs=3, iterations=1, val_iterations=1, device="cpu", progress=False)
+    assert drawn == [3] and (model / "fold_0" / "progress.png").stat().st_size > 10_000
+    monkeypatch.setattr(nnunet_trainers, "PROGRESS_PLOT_SECONDS", 0.0)
+    shutil.rmtree(model / "fold_0")
+    train_fold(folders, name, model, 0, epochs=2, iterations=1, val_iterations=1, device="cpu", progress=False)
+    assert drawn == [3, 1, 2]  # no time left between epochs: every epoch, as nnU-Net does
+
+
 def test_segmentation_train_command_with_fold_all(tmp_path, capsys):
     """``ads-synth segmentation train --folds all``: one model on every image (AxonDeepSeg's 'light' layout), on the
     tem-nyu image of the bundled labeled set."""

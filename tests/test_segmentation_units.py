@@ -314,11 +314,23 @@ def test_plan_and_preprocess_with_one_process_spawns_no_worker(tmp_path, monkeyp
     Image.fromarray(np.full((48, 64), 7, np.uint8)).save(next((bad / "labelsTr").glob("*.png")))
     with pytest.raises(RuntimeError):
         verify_raw_dataset(bad, num_processes=1)
+    from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+
+    sampled = []
+    collect = DatasetFingerprintExtractor.collect_foreground_intensities
+    monkeypatch.setattr(DatasetFingerprintExtractor, "collect_foreground_intensities", staticmethod(
+        lambda seg, images, seed=1234, num_samples=10000: sampled.append(num_samples) or collect(
+            seg, images, seed, num_samples)))
     result = plans.plan_and_preprocess(folders, 951, compact=plans.CompactPlan(patch_size=32, n_stages=3),
                                        num_processes=1, log_file=tmp_path / "log.txt", progress=False)
     assert len(calls) == 10  # five fingerprint cases, five preprocessed cases, all in this process
     fingerprint = json.loads((folders.preprocessed / "Dataset951_inline" / "dataset_fingerprint.json").read_text())
     assert len(fingerprint["shapes_after_crop"]) == 5
+    # intensity statistics from FINGERPRINT_SAMPLES pixels (nnU-Net's 10e7 cost seconds a build), still right
+    assert sampled == [plans.FINGERPRINT_SAMPLES // 5] * 5
+    foreground = np.concatenate([image[label > 0] for _, image, label in cases]).astype(float)
+    stats = fingerprint["foreground_intensity_properties_per_channel"]["0"]
+    assert abs(stats["mean"] - foreground.mean()) < 1 and abs(stats["median"] - np.median(foreground)) <= 2
     assert plans.COMPACT_CONFIGURATION in result["configurations"]
     data = folders.preprocessed / "Dataset951_inline" / result["configurations"]["2d"]["data_identifier"]
     assert sorted(p.name for p in data.glob("*.npz")) == [f"case{i}.npz" for i in range(5)]
