@@ -23,3 +23,10 @@ class OneLineParser(argparse.ArgumentParser):
 def print_error(prog, message, stream=None):
     """Print ``<prog>: error: <message>`` as one line (newlines folded) on ``stream`` (default stderr)."""
     print(f"{prog}: error: {' '.join(str(message).split())}", file=stream or sys.stderr)
+
+
+#: ``--myelin-boundary`` of every command that writes pseudo labels (ads-synth pseudo, segmentation predict,
+#: axondeepseg --pseudo).
+MYELIN_BOUNDARY_HELP = ("post-processing: also move each myelin boundary to half-way intensity between myelin and its "
+                        "neighbours, within two pixels of the model's grid (thicker sheaths, lower g-ratios; it helped "
+                        "on SEM and harmed on TEM, docs/results.md)")

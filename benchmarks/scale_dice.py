@@ -82,11 +82,11 @@ def main():
     from ads_synth.data.bundled import labeled_set
     from ads_synth.data.datasets import find_samples, load_label_map
     from ads_synth.data.images import read_image
-    from ads_synth.data.resample import rescale, resize_to, scale_factor
+    from ads_synth.data.resample import rescale, scale_factor
     from ads_synth.segmentation.confidence import label_and_confidence
     from ads_synth.segmentation.metrics import label_map_metrics
-    from ads_synth.segmentation.postprocess import postprocess_label_map
     from ads_synth.segmentation.predict import SegmentationModel
+    from ads_synth.segmentation.pseudo import OutputOptions, _finish_label
 
     out = Path(args.out)
     done = set()
@@ -112,7 +112,7 @@ def main():
                 x = rescale(src, factor, order=1)
                 stats, _ = model.predict(x)
                 label, _ = label_and_confidence(stats)
-                label = postprocess_label_map(resize_to(label, img.shape, order=0), pixel_size=s.pixel_size)
+                label = _finish_label(label, img, s.pixel_size, OutputOptions())
                 m = label_map_metrics(label, truth)
                 rec = {"mode": mode, "scale": float(scale), "name": s.name, "pixel_size": s.pixel_size,
                        "crop_px": list(img.shape), "model_grid_px": list(x.shape),

@@ -141,13 +141,12 @@ def parts_case(card_name, image_path, peak_gflops):
     from ads_synth.data.images import read_image, read_pixel_size
     from ads_synth.data.resample import rescale_to_pixel_size, resize_to
     from ads_synth.segmentation.confidence import label_and_confidence
-    from ads_synth.segmentation.postprocess import postprocess_label_map
     from ads_synth.segmentation.predict import SegmentationModel
-    from ads_synth.segmentation.pseudo import _source_image, _write, output_paths, OutputOptions
+    from ads_synth.segmentation.pseudo import OutputOptions, _finish_label, _source_image, _write, output_paths
     from ads_synth.segmentation.strategies import get_strategy
     from ads_synth.sharding import set_cpu_threads
     from ads_synth.translation.translate import load_translation_model, working_pixel_sizes
-    from ads_synth_models.cards import get_card
+    from ads_synth.cards.lookup import get_card
 
     row = {"case": "parts", "card": card_name, "threads": set_cpu_threads(), "imports_s": time.perf_counter() - t0}
     card = get_card(card_name)
@@ -200,7 +199,7 @@ def parts_case(card_name, image_path, peak_gflops):
     row["ensemble_predict_s"] = time.perf_counter() - t
     t = time.perf_counter()
     label, conf = label_and_confidence(stats)
-    label = postprocess_label_map(resize_to(label, image.shape, order=0), pixel_size=px)
+    label = _finish_label(label, image, px, OutputOptions())
     conf = resize_to(conf, image.shape, order=1)
     row["postprocess_s"] = time.perf_counter() - t
     out = Path(os.environ.get("ADS_SYNTH_BENCH_OUT", "/tmp")) / "parts_out"
@@ -221,7 +220,7 @@ def ads_case(card_name, image_path, work):
 import time, json, resource, sys
 t0 = time.perf_counter()
 from pathlib import Path
-from ads_synth_models.cards import get_card
+from ads_synth.cards.lookup import get_card
 from ads_synth.data.images import read_image, read_pixel_size
 from ads_synth.data.resample import rescale_to_pixel_size
 from ads_synth.data.writers import write_image
@@ -306,7 +305,7 @@ def main(argv=None):
 
     sys.path.insert(0, str(REPO))
     from ads_synth.sharding import available_cores, cpu_threads
-    from ads_synth_models.cards import list_cards
+    from ads_synth.cards.lookup import list_cards
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

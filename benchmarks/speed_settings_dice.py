@@ -65,7 +65,7 @@ def main(argv=None):
     from ads_synth.segmentation.metrics import label_map_metrics
     from ads_synth.segmentation.pseudo import OutputOptions, _finish_label, _segment_at_model_grid
     from ads_synth.sharding import set_cpu_threads
-    from ads_synth_models.cards import get_card
+    from ads_synth.cards.lookup import get_card
 
     threads = set_cpu_threads()
     card = get_card(args.card)
@@ -85,7 +85,7 @@ def main(argv=None):
             stats, _ = _segment_at_model_grid(model, image, sample.pixel_size, False, None)
             seconds += time.perf_counter() - t
             label, _ = label_and_confidence(stats)
-            label = _finish_label(label, image.shape, sample.pixel_size, OutputOptions())
+            label = _finish_label(label, image, sample.pixel_size, OutputOptions())
             scores = label_map_metrics(label, truth)
             for c in dice:
                 dice[c].append(scores[c]["dice"])

@@ -147,6 +147,31 @@ def test_far_pixel_size_warns_once_and_still_writes(family, sem_image, monkeypat
     _check_ads_outputs(sem_image)
 
 
+def test_myelin_boundary_is_opt_in_and_reaches_the_post_processing(family, sem_image, monkeypatch, capsys):
+    """`--myelin-boundary` (off by default) hands the image and a band of two model-grid pixels to the
+    post-processing, for each fold's and the ensemble's labels alike."""
+    from ads_synth.segmentation import pseudo
+    from ads_synth.segmentation.postprocess import boundary_steps_for
+
+    monkeypatch.setenv(ENV_VAR, str(family))
+    small = _read(sem_image)[:256, :256]
+    Image.fromarray(small).save(sem_image)
+    seen, real = [], pseudo.postprocess_label_map
+    monkeypatch.setattr(pseudo, "postprocess_label_map", lambda lm, **kw: seen.append(kw) or real(lm, **kw))
+    for flag in ([], ["--myelin-boundary"]):
+        out = sem_image.parent / ("placed" if flag else "default")
+        assert ads_cli.main(["-t", "SEM", "--pseudo", "tutor", "-i", str(sem_image), "-o", str(out), *flag]) == 0
+    default, placed = seen
+    assert default["image"] is None
+    assert placed["image"].shape == small.shape and np.array_equal(placed["image"], small)
+    grid = get_card("TEM2SEM_tutor", [family])
+    from ads_synth.segmentation.predict import read_model_info
+
+    upsampling = read_model_info(grid.nnunet)["pixel_size"] / SEM_PIXEL_SIZE
+    assert placed["boundary_steps"] == boundary_steps_for(upsampling)
+    capsys.readouterr()
+
+
 @pytest.fixture
 def ads_registered(family, tmp_path):
     """The tutor model installed among AxonDeepSeg's real models under a unique name; removed afterwards."""

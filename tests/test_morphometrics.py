@@ -71,6 +71,57 @@ def test_morphometrics_of_synthetic_fibres_match_their_drawn_size_and_gratio():
     assert measure_fibres(truth, PX, FibreCriteria(min_axon_diameter=2.5))[0]["fibres"] == 1
 
 
+def _image_of(lm, seed=0):
+    """An SEM-like image of label map ``lm``: bright myelin, dark axons, grey background, blurred, with noise."""
+    from scipy import ndimage as ndi
+
+    levels = np.array([90.0, 200.0, 40.0])  # background, myelin, axon
+    image = ndi.gaussian_filter(levels[lm], 1.5) + np.random.default_rng(seed).normal(0, 8, lm.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _thin_sheaths(lm, inner=1, outer=2):
+    """What the networks do at a coarse grid: each sheath thinner, by ``inner`` pixels inside (the axon spreads
+    into it) and ``outer`` outside (the background eats it)."""
+    from scipy import ndimage as ndi
+
+    out = lm.copy()
+    axon = ndi.binary_dilation(lm == 2, iterations=inner)
+    out[(lm == 1) & axon] = 2
+    outer = ~ndi.binary_erosion(lm > 0, iterations=outer, border_value=1)
+    out[(lm == 1) & outer] = 0
+    return out
+
+
+def test_myelin_boundary_at_half_way_intensity_restores_thin_sheaths():
+    """Sheaths labelled 3 px too thin (g-ratios too high, as on SEM): with the image, the
+    post-processing moves the boundaries back to the half-way intensity; true boundaries stay put."""
+    from ads_synth.segmentation.morphometrics import measure_fibres
+    from ads_synth.segmentation.postprocess import (boundary_steps_for, place_myelin_boundary,
+                                                    postprocess_label_map)
+
+    truth = _fibres()
+    image = _image_of(truth)
+    thin = _thin_sheaths(truth)
+    g_truth = measure_fibres(truth, PX)[0]["gratio_median"]
+    g_thin = measure_fibres(postprocess_label_map(thin, pixel_size=PX), PX)[0]["gratio_median"]
+    assert g_thin > g_truth + 0.05
+    placed = postprocess_label_map(thin, pixel_size=PX, image=image, boundary_steps=boundary_steps_for(1.5))
+    summary = measure_fibres(placed, PX)[0]
+    assert summary["fibres"] == 3 and abs(summary["gratio_median"] - g_truth) < 0.02
+    assert np.mean(placed == truth) > 0.99 and np.mean(thin == truth) < 0.97
+
+    kept = postprocess_label_map(truth, pixel_size=PX, image=image, boundary_steps=3)
+    assert np.mean(kept == truth) > 0.99
+    assert place_myelin_boundary(truth, np.zeros_like(image), 3) is truth  # a flat image: nothing to place
+    # the band is bounded: a bright patch along a sheath is taken 3 px deep, not whole
+    bright = image.copy()
+    bright[40:80, 135:160] = 200
+    grown = place_myelin_boundary(truth, bright, 3)
+    assert np.array_equal(grown[40:80, 140:160], truth[40:80, 140:160])
+    assert boundary_steps_for(0.2) == 1 and boundary_steps_for(1.4) == 3
+
+
 def _rat8(shared_data):
     from ads_synth.data.datasets import find_samples, load_label_map
 

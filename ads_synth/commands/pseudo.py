@@ -15,7 +15,8 @@ def run(args):
 
     settings = settings_from_args(args)
     options = OutputOptions(per_fold=args.per_fold, postprocess=not args.no_postprocess,
-                            confidence_tiff=args.confidence_tiff, overwrite=args.overwrite, skip_existing=True)
+                            confidence_tiff=args.confidence_tiff, overwrite=args.overwrite, skip_existing=True,
+                            myelin_boundary=args.myelin_boundary)
     translation = resolve_translation(args.translation)
     result = run_pseudo(args.strategy, args.labeled, args.unlabeled, translation, args.out, settings=settings,
                         pixel_size=args.pixel_size, l_model=args.l_model,

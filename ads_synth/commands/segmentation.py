@@ -6,6 +6,7 @@
   (ads-synth's or AxonDeepSeg's), writing AxonDeepSeg's files and the confidence map.
 """
 
+from ads_synth.cli_parser import MYELIN_BOUNDARY_HELP
 from ads_synth.errors import InputError
 
 
@@ -49,6 +50,7 @@ def add_output_arguments(p):
                    help="also write the confidence as a float32 TIFF (<stem>_seg-confidence.tif)")
     p.add_argument("--no-postprocess", dest="no_postprocess", action="store_true",
                    help="keep the raw prediction (no speck removal, no axon filling, no fibre clean-up)")
+    p.add_argument("--myelin-boundary", dest="myelin_boundary", action="store_true", help=MYELIN_BOUNDARY_HELP)
     p.add_argument("--per-fold", dest="per_fold", action="store_true",
                    help="also write each fold's own segmentation into fold_<k>/ (for ads-synth evaluate)")
 
@@ -78,7 +80,7 @@ def run_predict(args):
         out_dir=args.out,
         overwrite=args.overwrite, folds=args.folds, device=args.device, progress=not args.no_progress,
         pixel_size=args.pixel_size, per_fold=args.per_fold, use_mirroring=args.mirroring,
-        postprocess=not args.no_postprocess, confidence_tiff=args.confidence_tiff,
+        postprocess=not args.no_postprocess, confidence_tiff=args.confidence_tiff, myelin_boundary=args.myelin_boundary,
         segmentation_pixel_size=args.segmentation_pixel_size)
     for r in records:
         print(f"{r['image']}: axon {r['axon_fraction']:.1%}, myelin {r['myelin_fraction']:.1%}, mean confidence "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ads_synth.cli_parser import OneLineParser, print_error
+from ads_synth.cli_parser import MYELIN_BOUNDARY_HELP, OneLineParser, print_error
 from ads_synth.segmentation.strategies import list_strategies
 
 PROG = "axondeepseg"
@@ -81,6 +81,7 @@ def add_pseudo_arguments(parser, strategy_flags=("--pseudo",), modality_flags=("
         "-o", "--out-dir", dest="out_dir", default=None, metavar="DIR",
         help="write the outputs here instead of beside each image",
     )
+    parser.add_argument("--myelin-boundary", dest="myelin_boundary", action="store_true", help=MYELIN_BOUNDARY_HELP)
     parser.add_argument(
         "--allow-large-images", dest="allow_large", action="store_true",
         help="read images over PIL's decompression-bomb limit (AxonDeepSeg's option of the same name)",
@@ -122,6 +123,7 @@ def run_from_args(args, prog, extension_exit=1) -> int:
             pixel_size=args.pixel_size,
             progress=args.verbose >= 1 or sys.stderr.isatty(),
             allow_large=getattr(args, "allow_large", False),
+            myelin_boundary=getattr(args, "myelin_boundary", False),
         )
     except ExtensionError as err:
         print_error(prog, err)

@@ -153,6 +153,7 @@ def run_pseudo_labels(
     progress=True,
     warn=warn_stderr,
     allow_large=False,
+    myelin_boundary=False,
 ) -> list:
     """Pseudo-label images or folders with the family's model for ``source -> target`` and ``strategy``.
 
@@ -179,6 +180,8 @@ def run_pseudo_labels(
         Receives each warning line (pixel size far outside the model's range, no GPU).
     allow_large : bool
         Read images over PIL's decompression-bomb limit (``--allow-large-images``).
+    myelin_boundary : bool
+        Also place each myelin boundary at half-way intensity (``--myelin-boundary``, off by default).
 
     Returns
     -------
@@ -213,6 +216,7 @@ def run_pseudo_labels(
         progress=progress,
         pixel_size=pixel_size,
         allow_large=allow_large,
+        myelin_boundary=myelin_boundary,
     )
 
 

@@ -13,6 +13,11 @@ Three steps, in this order:
    fibre's axon (inside myelin it becomes myelin); a myelin component must touch an axon. This removes the false
    fragments between fibres that inflate the fibre count of AxonDeepSeg's morphometrics, and the specks inside
    sheaths that take part of a sheath in its watershed (thinning the myelin and raising the g-ratio).
+4. **Myelin boundary at half-way intensity** (:func:`place_myelin_boundary`, when the image is given): a network
+   labels at its own grid, coarser than the image, and its sheaths come out thin; within a band of
+   :data:`BOUNDARY_BAND` grid pixels around each sheath, a pixel whose intensity is nearer the image's own myelin
+   intensity than its neighbour class's becomes myelin (the half-way point between the two intensities, the
+   usual definition of an edge), then steps 1-3 run again. No label of any image sets it.
 """
 
 from __future__ import annotations
@@ -102,8 +107,9 @@ def _solid_parts(mask, min_solidity) -> np.ndarray:
 
 def postprocess_label_map(label_map, pixel_size=None, fill=True, min_area_um2=MIN_AREA_UM2,
                           min_area_px=MIN_AREA_PX, fibres=True, min_fill_solidity=MIN_FILL_SOLIDITY,
-                          **fibre_options) -> np.ndarray:
-    """Remove specks, fill axons inside myelin, then keep what can be part of a fibre (the module docstring).
+                          image=None, boundary_steps=None, **fibre_options) -> np.ndarray:
+    """Remove specks, fill axons inside myelin, keep what can be part of a fibre, and with the image place the
+    myelin boundary at half-way intensity (the module docstring).
 
     Parameters
     ----------
@@ -120,15 +126,92 @@ def postprocess_label_map(label_map, pixel_size=None, fill=True, min_area_um2=MI
         (``min_fill_solidity``, :func:`fill_axons`).
     min_fill_solidity : float or None
         With ``fibres``: the smallest solidity of a filled hole (None: every hole, AxonDeepSeg's way).
+    image : numpy.ndarray, optional
+        The image ``label_map`` labels (same height and width; grey or RGB). With ``fibres``, the myelin boundary
+        is placed at half-way intensity (:func:`place_myelin_boundary`) and steps 1-3 run again.
+    boundary_steps : int, optional
+        Width in pixels of that band (default: :func:`boundary_steps` of 1, a label map at the network's grid).
 
     Returns
     -------
     numpy.ndarray
         The post-processed label map (uint8).
     """
-    out = remove_specks(label_map, min_area_pixels(pixel_size, min_area_um2, min_area_px))
-    out = fill_axons(out, min_solidity=min_fill_solidity if fibres else None) if fill else out
-    return clean_fibres(out, pixel_size=pixel_size, **fibre_options) if fibres else out
+    def clean(labels):
+        out = remove_specks(labels, min_area_pixels(pixel_size, min_area_um2, min_area_px))
+        out = fill_axons(out, min_solidity=min_fill_solidity if fibres else None) if fill else out
+        return clean_fibres(out, pixel_size=pixel_size, **fibre_options) if fibres else out
+
+    out = clean(label_map)
+    if fibres and image is not None:
+        steps = boundary_steps_for(1.0) if boundary_steps is None else int(boundary_steps)
+        placed = place_myelin_boundary(out, image, steps)
+        if placed is not out:
+            out = clean(placed)
+    return out
+
+
+# --- the myelin boundary at half-way intensity ----------------------------------------------------------------------
+
+#: Width of the band in which the myelin boundary is placed, in pixels of the grid the network labelled at: a
+#: network's boundary is uncertain by about a pixel of its own grid on each side.
+BOUNDARY_BAND = 2
+#: Pixels each class needs in its core (its pixels two erosions in) for its intensity to be measured.
+MIN_CORE_PIXELS = 50
+
+
+def boundary_steps_for(upsampling) -> int:
+    """Image pixels of the boundary band for a label map that was upsampled ``upsampling`` times from the network's
+    grid to the image (:data:`BOUNDARY_BAND` grid pixels; at least one)."""
+    return max(1, int(round(BOUNDARY_BAND * float(upsampling))))
+
+
+def class_intensities(label_map, image):
+    """Median intensity of the core (two 4-neighbour erosions in) of background, myelin and axon in ``image``;
+    None when a class has fewer than :data:`MIN_CORE_PIXELS` core pixels."""
+    from scipy import ndimage as ndi
+
+    out = {}
+    for cls in (BACKGROUND, MYELIN, AXON):
+        core = ndi.binary_erosion(label_map == cls, iterations=2)
+        if np.count_nonzero(core) < MIN_CORE_PIXELS:
+            return None
+        out[cls] = float(np.median(image[core]))
+    return out
+
+
+def place_myelin_boundary(label_map, image, steps):
+    """Grow each sheath, one pixel ring at a time up to ``steps`` rings, into the pixels whose intensity is nearer
+    the image's myelin intensity than that of the class they have (axon inside, background outside; both measured
+    on this image's own label map, :func:`class_intensities`).
+
+    Returns ``label_map`` itself when nothing changes (no myelin, a class too small to measure, no pixel nearer
+    myelin), else a new uint8 array.
+    """
+    from scipy import ndimage as ndi
+
+    label_map = np.asarray(label_map)
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=-1)
+    if image.shape != label_map.shape:
+        raise ValueError(f"image {image.shape} and label map {label_map.shape} differ in shape")
+    levels = class_intensities(label_map, image)
+    if levels is None or steps < 1:
+        return label_map
+    distance = {cls: np.abs(image - level) for cls, level in levels.items()}
+    nearer_myelin = np.where(label_map == AXON, distance[MYELIN] < distance[AXON],
+                             distance[MYELIN] < distance[BACKGROUND])
+    out = label_map
+    for _ in range(int(steps)):
+        myelin = out == MYELIN
+        take = ndi.binary_dilation(myelin) & ~myelin & nearer_myelin
+        if not take.any():
+            break
+        if out is label_map:
+            out = np.array(label_map, dtype=np.uint8, copy=True)
+        out[take] = MYELIN
+    return out
 
 
 # --- fibre-level post-processing: what a fibre is -------------------------------------------------------------------

@@ -46,7 +46,7 @@ from ads_synth.data.writers import (
 from ads_synth.errors import InputError
 from ads_synth.locking import locked_jobs
 from ads_synth.segmentation.confidence import confidence_to_uint8, label_and_confidence
-from ads_synth.segmentation.postprocess import postprocess_label_map
+from ads_synth.segmentation.postprocess import boundary_steps_for, postprocess_label_map
 
 from ads_synth.segmentation.strategies import get_strategy, pooled_strategies
 
@@ -63,7 +63,12 @@ class OutputOptions:
     per_fold : bool
         Also each fold's own segmentation into ``fold_<k>/`` (for evaluation per fold).
     postprocess : bool
-        Remove specks, fill axons inside myelin, keep only fibres (:func:`~ads_synth.segmentation.postprocess.postprocess_label_map`).
+        Remove specks, fill axons inside myelin, keep only fibres
+        (:func:`~ads_synth.segmentation.postprocess.postprocess_label_map`).
+    myelin_boundary : bool
+        With ``postprocess``: also place each myelin boundary at half-way intensity, within two pixels of the
+        model's grid (:func:`~ads_synth.segmentation.postprocess.place_myelin_boundary`; off by default: it
+        helps on SEM and harms on TEM, docs/results.md).
     confidence_tiff : bool
         Also write the confidence as a float32 TIFF.
     overwrite : bool
@@ -75,6 +80,7 @@ class OutputOptions:
 
     per_fold: bool = False
     postprocess: bool = True
+    myelin_boundary: bool = False
     confidence_tiff: bool = False
     overwrite: bool = False
     skip_existing: bool = False
@@ -115,10 +121,15 @@ def _segment_at_model_grid(model, image, pixel_size, per_fold, bar):
     return model.predict(image, per_fold=per_fold, progress=bar)
 
 
-def _finish_label(label_map, shape, pixel_size, options):
-    label_map = resize_to(label_map, shape, order=0)
+def _finish_label(label_map, image, pixel_size, options, upsampling=None):
+    """The label map from the model's grid (``upsampling`` times coarser than ``image``'s; default: the ratio of
+    their heights) to ``image``'s, post-processed as ``options`` ask."""
+    upsampling = image.shape[0] / label_map.shape[0] if upsampling is None else upsampling
+    label_map = resize_to(label_map, image.shape[:2], order=0)
     if options.postprocess:
-        label_map = postprocess_label_map(label_map, pixel_size=pixel_size)
+        placed = options.myelin_boundary
+        label_map = postprocess_label_map(label_map, pixel_size=pixel_size, image=image if placed else None,
+                                          boundary_steps=boundary_steps_for(upsampling))
     return label_map
 
 
@@ -232,8 +243,8 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, r
             if blank:
                 _warn(f"{job.sample.image}: the image has no structure (all black, all white or flat); its pseudo "
                       "labels are meaningless and their confidence is set to 0.")
-            shape, px = image.shape, job.pixel_size
-            stats_here = {}
+            shape, px = image.shape[:2], job.pixel_size
+            stats_here, upsampling = {}, {}
             for name in names:
                 bar.set_postfix_str(f"{job.sample.name} {name}")
                 source, source_px = _source_image(chosen[name], image, px, translation_model, work, reference, seed)
@@ -241,12 +252,13 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, r
                                                             options.per_fold, bar)
                 del source
                 label_map, confidence = label_and_confidence(stats)
-                label_map = _finish_label(label_map, shape, px, options)
+                upsampling[name] = shape[0] / label_map.shape[0]
+                label_map = _finish_label(label_map, image, px, options)
                 confidence = resize_to(confidence, shape, order=1)
                 if blank:
                     confidence = np.zeros_like(confidence)
                 if fold_labels is not None:
-                    fold_labels = [_finish_label(f, shape, px, options) for f in fold_labels]
+                    fold_labels = [_finish_label(f, image, px, options) for f in fold_labels]
                 files = _write(label_map, confidence, fold_labels, job.sample.image, paths[name],
                                folds[name], px, overwrite)
                 records.append(_record(job, name, models[name].folds, files, label_map, confidence))
@@ -260,8 +272,8 @@ def _run_jobs(jobs, models, translation_model, options, progress=True, seed=0, r
                 label_map, confidence = label_and_confidence(stats)
                 if blank:
                     confidence = np.zeros_like(confidence)
-                if options.postprocess:
-                    label_map = postprocess_label_map(label_map, pixel_size=px)
+                label_map = _finish_label(label_map, image, px, options,
+                                          upsampling=max(upsampling[source] for source in p.pooled_from))
                 files = _write(label_map, confidence, None, job.sample.image, paths[p.name], [], px, overwrite)
                 records.append(_record(job, p.name, [f for s in p.pooled_from for f in models[s].folds], files,
                                        label_map, confidence))
@@ -322,7 +334,7 @@ def _segmentation(segmentation, folds, device, use_mirroring, pixel_size):
 def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=None, overwrite=False, folds=None,
                         device=None, progress=True, pixel_size=None, per_fold=False, use_mirroring=False,
                         postprocess=True, confidence_tiff=False, segmentation_pixel_size=None,
-                        intensity_reference=None, allow_large=False) -> list[dict]:
+                        intensity_reference=None, allow_large=False, myelin_boundary=False) -> list[dict]:
     """Pseudo-label images with already-trained models (one strategy).
 
     Under ``torchrun`` (``RANK`` / ``WORLD_SIZE``), this process handles only its share of the images, on
@@ -351,7 +363,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     progress : bool
     pixel_size : float, optional
         Pixel size of images that carry none.
-    per_fold, postprocess, confidence_tiff : bool
+    per_fold, postprocess, confidence_tiff, myelin_boundary : bool
         See :class:`OutputOptions`.
     use_mirroring : bool
         nnU-Net's test-time mirroring.
@@ -389,7 +401,7 @@ def pseudo_label_images(images, *, translation, segmentation, strategy, out_dir=
     reference = _reference(chosen, intensity_reference, segmentation)
     model = _segmentation(segmentation, folds, device, use_mirroring, segmentation_pixel_size)
     options = OutputOptions(per_fold=per_fold, postprocess=postprocess, confidence_tiff=confidence_tiff,
-                            overwrite=overwrite, allow_large=allow_large)
+                            overwrite=overwrite, allow_large=allow_large, myelin_boundary=myelin_boundary)
     return _run_jobs(jobs, {strategy: model}, translation_model, options, progress=progress, reference=reference)
 
 
