@@ -147,14 +147,17 @@ def test_ranking_study_reports_spearman_and_dice_lost():
     assert wrong["s"]["chosen"] == "a" and wrong["s"]["dice_lost"] == pytest.approx(0.7)
 
 
-def test_manual_sem_labels_rank_above_known_bad_candidates(shared_data):
-    """Real data: the manual labels of one SEM image (as a candidate; evaluation data, never training) beat
-    damaged versions of themselves, with L's (TEM) label statistics as the reference."""
+def test_manual_sem_labels_rank_above_known_bad_candidates():
+    """Real data: the manual labels of one SEM image (the sem-dev subject shipped with the tests, as a candidate;
+    evaluation data, never training) beat damaged versions of themselves, with L's (TEM) label statistics (two
+    tiles of the bundled labeled set) as the reference."""
+    from ads_synth.data.bundled import labeled_set
     from ads_synth.data.datasets import find_samples, load_label_map
+    from tiny_models import TEST_SEM
 
-    sample = [s for s in find_samples(shared_data / "sem-dev", require_labels=True) if "rat8" in s.name][0]
+    (sample,) = find_samples(TEST_SEM, require_labels=True)
     good = load_label_map(sample)[300:684, 400:784]
-    tem = [s for s in find_samples(shared_data / "tem-srf", require_labels=True)][:2]
+    tem = [s for s in find_samples(labeled_set("TEM"), require_labels=True) if s.pixel_size == 0.00493][:2]
     # L at its working grid (0.0193 um) against U at its own (0.0965 um): the shipped TEM2SEM scale
     reference = lf.label_statistics([load_label_map(s) for s in tem], [s.pixel_size for s in tem],
                                     unit_size=0.0193)

@@ -129,10 +129,19 @@ def _rat8(shared_data):
     return sample, load_label_map(sample)
 
 
-def test_fast_fibre_table_equals_axondeepseg_get_axon_morphometrics(shared_data):
+def _bundled_sem():
+    """The labeled sem-dev subject shipped with the tests (sub-rat4) and its manual label map."""
+    from ads_synth.data.datasets import find_samples, load_label_map
+    from tiny_models import TEST_SEM
+
+    (sample,) = find_samples(TEST_SEM, require_labels=True)
+    return sample, load_label_map(sample)
+
+
+def test_fast_fibre_table_equals_axondeepseg_get_axon_morphometrics():
     from ads_synth.segmentation.morphometrics import ads_fibre_table, fibre_table
 
-    sample, truth = _rat8(shared_data)
+    sample, truth = _bundled_sem()
     crop = truth[:400, :500]
     ours, ads = fibre_table(crop, sample.pixel_size), ads_fibre_table(crop, sample.pixel_size)
     assert len(ours) == len(ads) > 20
@@ -152,12 +161,12 @@ def test_demo_image_manual_labels_give_the_documented_morphometrics(shared_data)
     assert summary["axon_diam_median"] == pytest.approx(2.47, abs=0.005)
 
 
-def test_evaluate_command_prints_and_writes_the_morphometric_comparison(shared_data, tmp_path):
-    """`ads-synth evaluate` on a crop of the demo image: a prediction equal to the manual labels differs by 0; one
+def test_evaluate_command_prints_and_writes_the_morphometric_comparison(tmp_path):
+    """`ads-synth evaluate` on a crop of a bundled sem-dev image: a prediction equal to the manual labels differs by 0; one
     with false fragments between fibres counts more fibres; table, CSV, Markdown and the g-ratio figure are written."""
     from ads_synth.data.writers import write_ads_segmentation
 
-    sample, truth = _rat8(shared_data)
+    sample, truth = _bundled_sem()
     crop = (slice(0, 500), slice(0, 600))
     data = tmp_path / "truth"
     data.mkdir()

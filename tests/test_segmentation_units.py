@@ -169,11 +169,12 @@ def test_model_folder_checks_name_the_problem(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# nnU-Net raw dataset export (nnU-Net's own integrity check), on real data
+# nnU-Net raw dataset export (nnU-Net's own integrity check), on real data (the bundled labeled TEM set)
 # ---------------------------------------------------------------------------------------------------------------
-def test_exported_dataset_passes_nnunet_integrity_check(shared_data, tmp_path):
+def test_exported_dataset_passes_nnunet_integrity_check(tmp_path):
     from PIL import Image
 
+    from ads_synth.data.bundled import labeled_set
     from ads_synth.data.datasets import find_samples
     from ads_synth.segmentation.dataset_export import (
         LABELS,
@@ -183,7 +184,7 @@ def test_exported_dataset_passes_nnunet_integrity_check(shared_data, tmp_path):
     )
     from ads_synth.segmentation.model_building import labeled_cases
 
-    samples = find_samples(shared_data / "tem-srf", require_labels=True)[:3]
+    samples = [s for s in find_samples(labeled_set("TEM"), require_labels=True) if s.pixel_size == 0.00493][:3]
     folder = tmp_path / dataset_name(7, "tem")
     export_raw_dataset(labeled_cases(samples, 0.02), folder, channel_name="TEM", progress=False)
     verify_raw_dataset(folder)  # raises on any problem
@@ -208,25 +209,22 @@ def test_exported_dataset_passes_nnunet_integrity_check(shared_data, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# evaluation: grouping by fold, Table 2, reports (real labels as truth)
+# evaluation: grouping by fold, Table 2, reports (real labels as truth: the bundled sem-dev subject)
 # ---------------------------------------------------------------------------------------------------------------
 def _dice(a, b):
     return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
-def test_evaluation_groups_folds_and_recomputes_dice(shared_data, tmp_path):
+def test_evaluation_groups_folds_and_recomputes_dice(tmp_path):
     from scipy import ndimage
 
     from ads_synth.data.datasets import find_samples, load_label_map
     from ads_synth.data.writers import write_ads_segmentation
     from ads_synth.segmentation.evaluate import evaluate, format_table, markdown_table, summarize, write_reports
+    from tiny_models import TEST_SEM
 
     truth_dir = tmp_path / "truth"
-    truth_dir.mkdir()
-    (truth_dir / "dataset_description.json").write_text("{}")
-    shutil.copytree(shared_data / "sem-dev" / "sub-rat4", truth_dir / "sub-rat4")
-    shutil.copytree(shared_data / "sem-dev" / "derivatives" / "labels" / "sub-rat4",
-                    truth_dir / "derivatives" / "labels" / "sub-rat4")
+    shutil.copytree(TEST_SEM, truth_dir)
     sample = find_samples(truth_dir, require_labels=True)[0]
     truth = load_label_map(sample)
     eroded = truth.copy()

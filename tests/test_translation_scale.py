@@ -1,6 +1,7 @@
 """``--scale auto``: the L -> U scale from axon sizes (L's labels, U's images), ``ads-synth scale estimate``."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,11 +152,14 @@ def test_translation_train_scale_auto_uses_the_estimate(synthetic, tmp_path, mon
     assert seen["scale"] == 2.5
 
 
-def test_real_tem_to_sem_estimate_is_in_a_sensible_range(shared_data):
+def test_real_tem_to_sem_estimate_is_in_a_sensible_range():
+    """Bundled data: the labeled TEM set against the SEM subject shipped with the tests and the SEM demo image."""
     from ads_synth.data.bundled import labeled_set
     from ads_synth.data.datasets import find_samples
+    from tiny_models import TEST_SEM
 
-    sem = [s for s in find_samples(shared_data / "sem-dev") if s.name.startswith(("sub-rat2", "sub-rat4"))]
+    demo = Path(__file__).resolve().parents[1] / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png"
+    sem = find_samples(TEST_SEM) + find_samples(demo)
     est = estimate_scale(labeled_set("TEM"), sem, check=False)
     # mouse CNS against rat spinal cord: axons several times larger (hand-chosen 5; Dice plateau 5 to 8)
     assert 3.0 < est.scale < 12.0, est.scale
