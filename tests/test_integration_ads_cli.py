@@ -277,7 +277,7 @@ def test_pseudo_mode_passes_card_folders_folders_expanded_and_cpu_device(cards_d
     card = get_card("TEST2FAKE_tutor")
     assert kwargs == dict(translation=card.translation, segmentation=card.nnunet, strategy="tutor", out_dir=None,
                           overwrite=True, folds=["all"], device="cpu", progress=kwargs["progress"],
-                          pixel_size=None, allow_large=False)
+                          pixel_size=None, allow_large=False, myelin_boundary=False)
 
 
 def test_pixel_size_far_outside_range_warns_and_still_runs(cards_dir, images, recorder, capsys):
