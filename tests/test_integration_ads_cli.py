@@ -280,6 +280,27 @@ def test_pseudo_mode_passes_card_folders_folders_expanded_and_cpu_device(cards_d
                           pixel_size=None, allow_large=False, myelin_boundary=False)
 
 
+def test_myelin_boundary_from_the_flag_or_from_a_card_that_records_it(cards_dir, images, recorder, capsys):
+    """`--myelin-boundary` turns the step on; a card whose ``postprocess`` records it (a refined card, chosen from
+    the user's corrections) turns it on without the flag; `ads-synth models show` says so."""
+    from test_model_cards import make_fake_card
+
+    args = ["-s", "TEST", "--pseudo", "tutor", "-i", str(images / "a.png"), "--overwrite"]
+    assert ads_cli.main(["-t", "FAKE", *args]) == 0
+    assert ads_cli.main(["-t", "FAKE", *args, "--myelin-boundary"]) == 0
+    make_fake_card(cards_dir, target="OWN", seed=b"o", postprocess={"myelin_boundary": True, "dice_with": 0.8})
+    assert ads_cli.main(["-t", "OWN", *args]) == 0
+    assert [kwargs["myelin_boundary"] for _, kwargs in recorder] == [False, True, True]
+    from ads_synth.cli import main
+
+    capsys.readouterr()
+    assert main(["models", "show", "TEST2OWN_tutor"]) == 0
+    shown = capsys.readouterr().out
+    assert "myelin_boundary: true" in shown and "# post-processing: myelin boundary at half-way" in shown
+    assert main(["models", "show", "TEST2FAKE_tutor"]) == 0
+    assert "post-processing" not in capsys.readouterr().out
+
+
 def test_pixel_size_far_outside_range_warns_and_still_runs(cards_dir, images, recorder, capsys):
     # the card was trained on 0.05-0.1 um/px: 0.25 is more than 2x outside, 0.2 is not
     (images / "pixel_size_in_micrometer.txt").write_text("0.25")

@@ -197,7 +197,7 @@ def test_ads_segmentation_with_installed_model_is_identical_through_the_wrapper(
                                                                                  capfd, monkeypatch):
     """ADS's own loader runs the installed tutor model (`axondeepseg -m ...`); the wrapper changes nothing
     (in-process, the plugin's ``main`` against AxonDeepSeg's, as test_integration_ads_cli)."""
-    small = _read(sem_image)[:256, :320]  # ADS runs the model at the image's own resolution
+    small = _read(sem_image)[:128, :192]  # ADS runs the model at the image's own resolution (with mirroring)
     folders = {}
     for which in ("wrapper", "ads"):
         folders[which] = tmp_path / which

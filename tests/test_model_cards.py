@@ -41,11 +41,12 @@ def make_fake_models(folder, seed=b"x"):
     return tr, nn
 
 
-def make_fake_card(dest, source="TEST", target="FAKE", strategy="tutor", pixel_size=(0.05, 0.1), seed=b"x"):
+def make_fake_card(dest, source="TEST", target="FAKE", strategy="tutor", pixel_size=(0.05, 0.1), seed=b"x",
+                   **card_options):
     """A card with placeholder files in ``dest``; returns the ModelCard."""
     tr, nn = make_fake_models(Path(dest).parent / f"src-{source}-{target}-{strategy}-{seed.hex()}", seed)
     return create_card(dest, source=source, target=target, strategy=strategy, translation=tr, nnunet=nn,
-                       pixel_size=pixel_size, folds=["all"])
+                       pixel_size=pixel_size, folds=["all"], **card_options)
 
 
 @pytest.fixture

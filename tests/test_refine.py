@@ -138,6 +138,17 @@ def test_refine_raises_dice_on_a_held_back_image_and_installs_a_refined_card(fam
     assert card.strategy == "refined" and card.path.parent == user_cards and card.folds == ("all",)
     assert card.entry["training"]["corrected"] == sorted(CORRECTED)
 
+    # the boundary convention is the user's: the teacher's labels of the corrected images against the corrections,
+    # without the half-way boundary (recomputed here from the files) and with it; the card keeps the better
+    import json
+
+    choice = json.loads((out / "refine_state.json").read_text())["phases"]["boundary"]["result"]
+    teacher_dice = [_dice(out / "work" / "teacher_corrected", image, load_label_map(samples[n])).mean()
+                    for n, image in zip(CORRECTED, corrected)]
+    assert choice["dice_without"] == pytest.approx(np.mean(teacher_dice), abs=1e-4)
+    assert choice["myelin_boundary"] == (choice["dice_with"] > choice["dice_without"])
+    assert card.myelin_boundary == choice["myelin_boundary"] and card.entry["postprocess"] == choice
+
     # axondeepseg -t TEM --pseudo refined: the same engine, with the installed card
     result = run_pseudo_labels([held], target="TEM", strategy="refined", source="SEM", out_dir=tmp_path / "ads",
                                progress=False)

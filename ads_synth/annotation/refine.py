@@ -7,15 +7,22 @@ unless ``--resume`` or ``--overwrite``):
 
 1. ``teacher``: the family's base model (its ``proxy`` card, else its ``tutor``) pseudo-labels the uncorrected
    images into ``OUT/work/teacher/`` (labels + confidence);
-2. ``finetune``: a compact nnU-Net (the base model's plan) starts from the base model's weights (fold 0; trained
+2. ``boundary``: whether the refined pseudo labels place the myelin boundary at half-way intensity
+   (:func:`~ads_synth.segmentation.postprocess.place_myelin_boundary`, ``--myelin-boundary``), decided from the
+   user's own corrections: the teacher also labels the corrected images (``OUT/work/teacher_corrected/``), and
+   the step is kept when it brings those labels closer to the corrections (mean of axon and myelin Dice). Annotators
+   draw the sheath's edge differently (TEM's inside the half-way point, sem-dev's at or beyond it,
+   docs/results.md); the corrections say which this user draws;
+3. ``finetune``: a compact nnU-Net (the base model's plan) starts from the base model's weights (fold 0; trained
    from scratch when the family has no model that segments its target) and trains on the corrected images as full
    labels, repeated so that they make at least half the cases (``--weight``), plus the uncorrected images with
    their confident teacher labels (pixels below ``--min-confidence`` ignored), one fold on every case
    (``fold_all``), ``OUT/model/``; the one builder :func:`~ads_synth.segmentation.model_building.
    build_segmentation_model` (atomic checkpoints, resume from ``checkpoint_latest``);
-3. ``relabel``: the refined model pseudo-labels the uncorrected images into ``OUT/pseudo_labels/`` (ADS files and
-   confidence maps);
-4. ``card``: the card ``<PAIR>_refined`` (strategy ``refined``) in ``OUT/card/``, installed where ``family train``
+4. ``relabel``: the refined model pseudo-labels the uncorrected images into ``OUT/pseudo_labels/`` (ADS files and
+   confidence maps), with the boundary step when phase 2 kept it;
+5. ``card``: the card ``<PAIR>_refined`` (strategy ``refined``; ``postprocess`` records phase 2's choice and the
+   Dice that made it) in ``OUT/card/``, installed where ``family train``
    installs (first ``$ADS_SYNTH_MODELS`` folder, else the package's), so ``axondeepseg -t TARGET --pseudo refined``
    works; the original cards are never touched.
 
@@ -33,7 +40,7 @@ from ads_synth.errors import InputError
 
 STATE_FILE = "refine_state.json"
 OWNED = (STATE_FILE, "work", "model", "pseudo_labels", "card")
-PHASES = ("teacher", "finetune", "relabel", "card")
+PHASES = ("teacher", "boundary", "finetune", "relabel", "card")
 #: Dataset id of the refine's nnU-Net dataset (``OUT/work/nnunet``).
 REFINED_DATASET_ID = 504
 #: Default schedule: short, a fine-tune (about 300 steps of the compact network).
@@ -215,6 +222,15 @@ class RefineRun:
     def _warn(self, message):
         _say(self.opts, f"warning: {message}")
 
+    def _boundary(self):
+        from ads_synth.integration.pseudo_action import run_pseudo_labels
+
+        folder = self.out / "work" / "teacher_corrected"
+        run_pseudo_labels([c.sample.image for c in self.corrections], card=self.teacher, out_dir=folder,
+                          overwrite=True, pixel_size=self.opts.pixel_size, progress=bool(self.opts.verbose),
+                          gpu_id=-1 if (self.opts.device or "cpu") == "cpu" else 0, warn=self._warn)
+        return choose_myelin_boundary(self.corrections, folder, _grid_pixel_size(self.teacher))
+
     def _cases(self, teacher_items):
         from ads_synth.data.images import read_image
         from ads_synth.data.resample import rescale_to_pixel_size
@@ -279,7 +295,8 @@ class RefineRun:
                                       segmentation=self.out / "model", strategy="refined",
                                       out_dir=self.out / "pseudo_labels", overwrite=True,
                                       device=resolve_device(self.opts.device), progress=bool(self.opts.verbose),
-                                      pixel_size=self.opts.pixel_size)
+                                      pixel_size=self.opts.pixel_size,
+                                      myelin_boundary=self.state.result("boundary")["myelin_boundary"])
         return {"folder": "pseudo_labels", "n": len(records),
                 "mean_confidence": {r["name"]: round(r["mean_confidence"], 4) for r in records}}
 
@@ -307,7 +324,7 @@ class RefineRun:
             f"{len(self.unlabeled)} uncorrected one(s) (confident pseudo labels).",
             model_info=f"{self.source}->{self.target} {self.config['base'] or 'model'} refined with a user's "
             f"corrected segmentations (ads-synth refine); segments {self.target} directly.",
-            training=training, overwrite=True)
+            training=training, overwrite=True, postprocess=self.state.result("boundary"))
         installed = None
         if self.opts.register:
             installed = install_family([card], self.out / "work" / f"{card.name}.zip", overwrite=True)
@@ -334,6 +351,49 @@ class RefineRun:
                 "pseudo_labels": str(self.out / "pseudo_labels") if n else None, "n_corrected": len(self.corrections),
                 "n_unlabeled": n, "seconds": round(time.time() - t0, 1),
                 "phase_seconds": {p: round(self.state.seconds(p), 1) for p in PHASES}}
+
+
+def _grid_pixel_size(card) -> float:
+    """Pixel size (micrometres, target images' units) of the grid ``card``'s network labels target images at."""
+    import json
+
+    from ads_synth.segmentation.predict import read_model_info
+
+    if card.segments_target:
+        pixel_size = read_model_info(card.nnunet).get("pixel_size")
+        if pixel_size:
+            return float(pixel_size)
+    config = json.loads((Path(card.translation) / "config.json").read_text(encoding="utf-8"))
+    return float(config["extra"]["pixel_size"]["U"])
+
+
+def choose_myelin_boundary(corrections, teacher_folder, grid_pixel_size) -> dict:
+    """Keep the half-way myelin boundary when it brings the teacher's labels of the corrected images (written in
+    ``teacher_folder``) closer to the corrections: mean over images of the mean of axon and myelin Dice. Returns
+    the ``postprocess`` record of the card."""
+    import numpy as np
+
+    from ads_synth.data.images import read_image
+    from ads_synth.segmentation.label_free import read_candidate
+    from ads_synth.segmentation.metrics import label_map_metrics
+    from ads_synth.segmentation.postprocess import boundary_steps_for, place_myelin_boundary, postprocess_label_map
+
+    without, with_step = [], []
+    for c in corrections:
+        labels = read_candidate(teacher_folder, c.sample.image)["label_map"]
+        px = c.sample.pixel_size
+        steps = boundary_steps_for(grid_pixel_size / px)
+        placed = postprocess_label_map(place_myelin_boundary(labels, read_image(c.sample.image), steps),
+                                       pixel_size=px)
+        for pred, out in ((labels, without), (placed, with_step)):
+            scores = label_map_metrics(pred, c.label_map)
+            out.append(0.5 * (scores["axon"]["dice"] + scores["myelin"]["dice"]))
+    dice_without, dice_with = float(np.mean(without)), float(np.mean(with_step))
+    return {"myelin_boundary": bool(dice_with > dice_without),
+            "chosen_by": "ads-synth refine: the teacher's labels of the corrected images against the corrections "
+                         "(mean of axon and myelin Dice), without and with the half-way myelin boundary",
+            "dice_without": round(dice_without, 4), "dice_with": round(dice_with, 4),
+            "corrected": sorted(c.name for c in corrections)}
 
 
 def refine(opts: RefineOptions) -> dict:

@@ -72,6 +72,7 @@ def create_card(
     scores=None,
     url=None,
     overwrite=False,
+    postprocess=None,
 ) -> ModelCard:
     """Copy a translation model folder and an nnU-Net model folder into ``dest`` and write their card.
 
@@ -124,6 +125,7 @@ def create_card(
         scores=scores,
         url=url,
         n_folds=len(folds) if folds is not None else len([p for p in nnunet.glob("fold_*") if p.is_dir()]),
+        postprocess=postprocess,
     )
     card_from_entry(card_path, name, entry)  # validate before writing
     write_card(card_path, name, entry)

@@ -122,6 +122,13 @@ class ModelCard:
         return value if isinstance(value, dict) else None
 
     @property
+    def myelin_boundary(self) -> bool:
+        """Whether this card's pseudo labels have their myelin boundary placed at half-way intensity
+        (``postprocess: {myelin_boundary: true}``; ``ads-synth refine`` decides it from the user's corrections)."""
+        value = self.entry.get("postprocess")
+        return bool(value.get("myelin_boundary")) if isinstance(value, dict) else False
+
+    @property
     def description(self) -> str:
         """A short description: ``'TEM -> SEM, tutor'``."""
         return f"{self.source} -> {self.target}, {self.strategy}"
@@ -262,8 +269,12 @@ def card_entry(
     scores=None,
     url=None,
     n_folds=None,
+    postprocess=None,
 ) -> dict:
     """The card entry (a dict in ADS's model card form) for the given fields.
+
+    ``postprocess``, when given, records how the card's pseudo labels are post-processed beyond the default
+    (:attr:`ModelCard.myelin_boundary`) and what chose it.
 
     ``url`` goes to ``weights.single_fold`` for a one-fold model and to ``weights.ensemble`` otherwise (``n_folds``:
     how many folds the model has; default ``len(folds)``, several when unknown)."""
@@ -290,6 +301,7 @@ def card_entry(
         "folds": list(folds) if folds is not None else None,
         "training": training or {},
         "scores": scores or {},
+        **({"postprocess": dict(postprocess)} if postprocess else {}),
         "files": files,
     }
 

@@ -60,6 +60,8 @@ def run_show(args):
         for name, scores in sorted((card.auto.get("scores") or {}).items()):
             mark = "*" if name == chosen else " "
             print(f"#  {mark} {name:<10} " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())))
+    if card.myelin_boundary:
+        print("# post-processing: myelin boundary at half-way intensity (as --myelin-boundary)")
     return 0
 
 

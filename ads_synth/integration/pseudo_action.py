@@ -181,7 +181,8 @@ def run_pseudo_labels(
     allow_large : bool
         Read images over PIL's decompression-bomb limit (``--allow-large-images``).
     myelin_boundary : bool
-        Also place each myelin boundary at half-way intensity (``--myelin-boundary``, off by default).
+        Also place each myelin boundary at half-way intensity (``--myelin-boundary``; on too when the card says
+        so, :attr:`~ads_synth.cards.schema.ModelCard.myelin_boundary`).
 
     Returns
     -------
@@ -216,7 +217,7 @@ def run_pseudo_labels(
         progress=progress,
         pixel_size=pixel_size,
         allow_large=allow_large,
-        myelin_boundary=myelin_boundary,
+        myelin_boundary=myelin_boundary or card.myelin_boundary,
     )
 
 
