@@ -13,11 +13,13 @@ Three steps, in this order:
    fibre's axon (inside myelin it becomes myelin); a myelin component must touch an axon. This removes the false
    fragments between fibres that inflate the fibre count of AxonDeepSeg's morphometrics, and the specks inside
    sheaths that take part of a sheath in its watershed (thinning the myelin and raising the g-ratio).
-4. **Myelin boundary at half-way intensity** (:func:`place_myelin_boundary`, when the image is given): a network
-   labels at its own grid, coarser than the image, and its sheaths come out thin; within a band of
-   :data:`BOUNDARY_BAND` grid pixels around each sheath, a pixel whose intensity is nearer the image's own myelin
-   intensity than its neighbour class's becomes myelin (the half-way point between the two intensities, the
-   usual definition of an edge), then steps 1-3 run again. No label of any image sets it.
+4. **Myelin boundary at half-way intensity** (:func:`place_myelin_boundary`, opt-in: when the image is given):
+   within a band of :data:`BOUNDARY_BAND` pixels of the network's grid around each sheath, a pixel whose intensity
+   is nearer the image's own myelin intensity than its neighbour class's becomes myelin (the half-way point
+   between the two intensities, the usual definition of an edge), then steps 1-3 run again. No label of any image
+   sets it. Annotators disagree on where a sheath ends: sem-dev's draw it at or beyond the half-way point, TEM's
+   inside it, and models trained from TEM labels draw SEM sheaths thin; so the step is chosen per use
+   (``--myelin-boundary``, or a card's ``postprocess`` that ``ads-synth refine`` sets from a user's corrections).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ def postprocess_label_map(label_map, pixel_size=None, fill=True, min_area_um2=MI
         The image ``label_map`` labels (same height and width; grey or RGB). With ``fibres``, the myelin boundary
         is placed at half-way intensity (:func:`place_myelin_boundary`) and steps 1-3 run again.
     boundary_steps : int, optional
-        Width in pixels of that band (default: :func:`boundary_steps` of 1, a label map at the network's grid).
+        Width in pixels of that band (default: :func:`boundary_steps_for` of 1, a label map at the network's grid).
 
     Returns
     -------
@@ -199,9 +201,9 @@ def place_myelin_boundary(label_map, image, steps):
     levels = class_intensities(label_map, image)
     if levels is None or steps < 1:
         return label_map
-    distance = {cls: np.abs(image - level) for cls, level in levels.items()}
-    nearer_myelin = np.where(label_map == AXON, distance[MYELIN] < distance[AXON],
-                             distance[MYELIN] < distance[BACKGROUND])
+    to_myelin = np.abs(image - levels[MYELIN])
+    nearer_myelin = np.where(label_map == AXON, to_myelin < np.abs(image - levels[AXON]),
+                             to_myelin < np.abs(image - levels[BACKGROUND]))
     out = label_map
     for _ in range(int(steps)):
         myelin = out == MYELIN

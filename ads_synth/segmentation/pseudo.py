@@ -125,10 +125,11 @@ def _finish_label(label_map, image, pixel_size, options, upsampling=None):
     """The label map from the model's grid (``upsampling`` times coarser than ``image``'s; default: the ratio of
     their heights) to ``image``'s, post-processed as ``options`` ask."""
     upsampling = image.shape[0] / label_map.shape[0] if upsampling is None else upsampling
-    label_map = resize_to(label_map, image.shape[:2], order=0)
+    if label_map.shape != image.shape[:2]:
+        label_map = resize_to(label_map, image.shape[:2], order=0)
     if options.postprocess:
-        placed = options.myelin_boundary
-        label_map = postprocess_label_map(label_map, pixel_size=pixel_size, image=image if placed else None,
+        label_map = postprocess_label_map(label_map, pixel_size=pixel_size,
+                                          image=image if options.myelin_boundary else None,
                                           boundary_steps=boundary_steps_for(upsampling))
     return label_map
 
