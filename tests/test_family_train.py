@@ -202,6 +202,32 @@ def test_state_refuses_another_configuration(tmp_path):
     assert not fresh.done("scale")
 
 
+@pytest.mark.parametrize("teacher, names, items", [("combined", ["tutor", "adapt"], "combined"),
+                                                   ("adapt_nd", ["adapt"], "adapt"), ("tutor", ["tutor"], "tutor")])
+def test_proxy_teacher_labels_for_every_choosable_teacher(tmp_path, teacher, names, items):
+    """The label-free choice can pick the pooled ``combined`` (not a --strategy name), the non-diffusive
+    adaptation or one path: each gives the labels the proxy learns from (found when the tiny run chose combined)."""
+    from types import SimpleNamespace
+
+    from ads_synth.family.train import FamilyRun
+
+    run = object.__new__(FamilyRun)  # the phase's inputs only: no models are trained here
+    run.out, run.work = tmp_path, tmp_path / "work"
+    run.state = SimpleNamespace(result=lambda phase: {"tutor": "models/tutor", "L": "models/L"})
+    labelled = []
+    run._training_images = lambda: ["u0"]
+    run._translation_model = lambda key="model": key
+    run._reference = lambda: None
+    run._label = lambda images, strategies, models, dirs, translation, reference=None: labelled.append(
+        (strategies, {n: m.name for n, m in models.items()}, sorted(dirs), translation))
+    run._label_items = lambda folder: folder.name
+    assert run._teacher_labels(teacher) == items
+    (strategies, models, dirs, translation), = labelled
+    assert strategies == names and dirs == sorted(names + (["combined"] if teacher == "combined" else []))
+    assert models == {n: "tutor" if n == "tutor" else "L" for n in names}
+    assert translation == ("nondiffusive" if teacher == "adapt_nd" else "model")
+
+
 # -- end to end --------------------------------------------------------------------------------------------------
 def _phases(out):
     path = out / STATE_FILE

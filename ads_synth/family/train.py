@@ -322,7 +322,7 @@ class FamilyRun:
         teachers = self.state.result("teachers")
         folder = self.work / "teacher_labels"
         if teacher == "combined":
-            names = list(get_strategy("combined").pooled_from)
+            names = list(get_strategy("combined", selectable=False).pooled_from)
         else:
             names = ["adapt" if teacher == ADAPT_ND else teacher]
         models = {n: self._abs(teachers["tutor"] if get_strategy(n).segments_target else teachers["L"])
