@@ -149,7 +149,7 @@ def test_far_pixel_size_warns_once_and_still_writes(family, sem_image, monkeypat
 
 def test_myelin_boundary_is_opt_in_and_reaches_the_post_processing(family, sem_image, monkeypatch, capsys):
     """`--myelin-boundary` (off by default) hands the image and a band of two model-grid pixels to the
-    post-processing, for each fold's and the ensemble's labels alike."""
+    post-processing."""
     from ads_synth.segmentation import pseudo
     from ads_synth.segmentation.postprocess import boundary_steps_for
 
