@@ -142,7 +142,8 @@ def parts_case(card_name, image_path, peak_gflops):
     from ads_synth.data.resample import rescale_to_pixel_size, resize_to
     from ads_synth.segmentation.confidence import label_and_confidence
     from ads_synth.segmentation.predict import SegmentationModel
-    from ads_synth.segmentation.pseudo import OutputOptions, _finish_label, _source_image, _write, output_paths
+    from ads_synth.segmentation.pseudo import (OutputOptions, _finish_label, _reference, _source_image, _write,
+                                               output_paths)
     from ads_synth.segmentation.strategies import get_strategy
     from ads_synth.sharding import set_cpu_threads
     from ads_synth.translation.translate import load_translation_model, working_pixel_sizes
@@ -156,21 +157,22 @@ def parts_case(card_name, image_path, peak_gflops):
     mpx = image.size / 1e6
     row["mpx"] = mpx
     t = time.perf_counter()
-    translator = load_translation_model(card.translation, device="cpu") if strategy.translate else None
+    # the translation's grid serves the no-translation baselines too (invert, histmatch, direct: the engine's rule)
+    needs_translation = strategy.translate is not None or strategy.on_translation_grid
+    translator = load_translation_model(card.translation, device="cpu") if needs_translation else None
     model = SegmentationModel(card.nnunet, folds=card.folds, device="cpu")
+    reference = _reference(strategy, None, card.nnunet)
     row["load_models_s"] = time.perf_counter() - t
     work = working_pixel_sizes(translator) if translator is not None else None
     t = time.perf_counter()
-    if translator is not None:
-        source, source_px = _source_image(strategy, image, px, translator, work, None, 0)
+    source, source_px = _source_image(strategy, image, px, translator, work, reference, 0)
+    if strategy.translate is not None:
         row["translate_s"] = time.perf_counter() - t
         row["translate_mpx_per_s"] = mpx / row["translate_s"]
         # FLOPs per input pixel of the translation (its tiles' overlap included), on a 256 x 256 crop
         crop = image[:256, :256]
         row["translator_flops_per_px"] = _flops(
             lambda: _source_image(strategy, crop, px, translator, work, None, 0)) / crop.size
-    else:
-        source, source_px = image, px
     t = time.perf_counter()
     grid = rescale_to_pixel_size(source, source_px, model.pixel_size) if model.pixel_size else source
     row["rescale_s"] = time.perf_counter() - t
