@@ -166,14 +166,11 @@ class RefineRun:
         self.config = self._config()
 
     def _translation_u(self):
-        import json
-
-        try:
-            config = json.loads((Path(self.teacher.translation) / "config.json").read_text(encoding="utf-8"))
-            return float(config["extra"]["pixel_size"]["U"])
-        except (OSError, ValueError, KeyError, TypeError):
+        pixel_size = self.teacher.working_pixel_size("U")
+        if pixel_size is None:
             raise InputError(f"{self.teacher.translation}: no working pixel size in its config.json; reinstall "
-                             f"the {self.pair} family.") from None
+                             f"the {self.pair} family.")
+        return pixel_size
 
     def _config(self) -> dict:
         """What makes the result (no absolute paths): data checksums and the options that change it."""
@@ -355,16 +352,13 @@ class RefineRun:
 
 def _grid_pixel_size(card) -> float:
     """Pixel size (micrometres, target images' units) of the grid ``card``'s network labels target images at."""
-    import json
-
     from ads_synth.segmentation.predict import read_model_info
 
     if card.segments_target:
         pixel_size = read_model_info(card.nnunet).get("pixel_size")
         if pixel_size:
             return float(pixel_size)
-    config = json.loads((Path(card.translation) / "config.json").read_text(encoding="utf-8"))
-    return float(config["extra"]["pixel_size"]["U"])
+    return card.working_pixel_size("U")
 
 
 def choose_myelin_boundary(corrections, teacher_folder, grid_pixel_size) -> dict:

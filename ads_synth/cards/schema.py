@@ -121,6 +121,17 @@ class ModelCard:
         value = self.entry.get(AUTO)
         return value if isinstance(value, dict) else None
 
+    def working_pixel_size(self, domain="U"):
+        """The translation's working pixel size of ``domain`` (``"L"`` or ``"U"``) from its ``config.json``, read
+        without loading the model; None when the file or the value is missing."""
+        import json
+
+        try:
+            config = json.loads((Path(self.translation) / "config.json").read_text(encoding="utf-8"))
+            return float(config["extra"]["pixel_size"][domain])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     @property
     def myelin_boundary(self) -> bool:
         """Whether this card's pseudo labels have their myelin boundary placed at half-way intensity

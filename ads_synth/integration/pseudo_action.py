@@ -120,16 +120,12 @@ def check_inputs(card, images, pixel_size=None, allow_large=False):
     proxy models work there too), so one check covers them. InputError (one line) for a corrupt image or one that
     would exceed the budget (:func:`ads_synth.data.resample.check_working_size`).
     """
-    import json
-
     from ads_synth.data.images import check_images, pixel_size_source
     from ads_synth.data.resample import check_working_size
 
     shapes = check_images(images, allow_large=allow_large)
-    try:
-        config = json.loads((Path(card.translation) / "config.json").read_text(encoding="utf-8"))
-        work_u = float(config["extra"]["pixel_size"]["U"])
-    except (OSError, ValueError, KeyError, TypeError):
+    work_u = card.working_pixel_size("U")
+    if work_u is None:
         return  # reported when the model loads
     for image, shape in zip(images, shapes):
         value = read_pixel_size(image)
