@@ -2,8 +2,9 @@
 
 In one run, on this machine (the header prints the CPU count and the load average before and after):
 
-1. **Convolution peak**: a 3x3 float32 convolution microbenchmark (32 -> 32 and 64 -> 64 channels, 256 x 256,
-   batch 4); the best GFLOP/s is the machine's measured peak for the networks' kind of work.
+1. **Convolution peak**: a 3x3 convolution microbenchmark (32 -> 32 and 64 -> 64 channels, 256 x 256, batch 4) in
+   float32 and, where the networks run in it (``ads_synth.device.inference_dtype``), bfloat16, contiguous and
+   channels-last; the best GFLOP/s in the networks' dtype is the machine's measured peak for their kind of work.
 2. **The real entry point**, per card (``ads_synth_models/*.yaml``: TEM2SEM tutor / adapt / proxy / auto, TEM2BF
    tutor / adapt / auto): ``axondeepseg -t TARGET --pseudo STRATEGY -i IMAGE --overwrite`` in a fresh process
    (start-up and model loading included): wall seconds, s/Mpx, peak RSS of the process (``wait4``).
@@ -19,6 +20,10 @@ In one run, on this machine (the header prints the CPU count and the load averag
    to the quiet time of the same run.
 7. With ``--slide``: the whole 40 Mpx bright-field slide (bf-unlabeled) through ``axondeepseg -t BF --pseudo
    tutor``: wall time and peak RSS (``--slide-crop N`` takes an N x N crop from its centre instead).
+8. With ``--shards N``: images per hour of the recommended path over a folder of 2N copies of the demo image, one
+   process with one torch thread against ``torchrun --nproc_per_node=N`` (each process its share of the cores, by
+   the package's rule), and one process with the package's default threads; the scaling is the ratio of images
+   per hour (ideal N).
 
 Images: the bundled demo images (SEM ``docs/demo``, 1.7 Mpx at 0.07 um; BF ``docs/demo/bf``), copied into
 ``--work``. Threads: torch's default rule of the package (``ads_synth.sharding.cpu_threads``) unless
@@ -27,7 +32,7 @@ Images: the bundled demo images (SEM ``docs/demo``, 1.7 Mpx at 0.07 um; BF ``doc
 Usage::
 
     python benchmarks/shipped_speed.py [--cards TEM2SEM_tutor ...] [--competitor] [--slide] [--slide-crop 3168]
-                                       [--no-parts] [--no-cli] [--work DIR] [--json OUT.json]
+                                       [--shards 2] [--no-parts] [--no-cli] [--work DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -59,24 +64,30 @@ def _load():
     return round(os.getloadavg()[0], 2)
 
 
-def conv_peak(threads=None, seconds=1.0):
-    """Best GFLOP/s of 3x3 float32 convolutions (the networks' main operation) on this CPU."""
+def conv_peak(threads=None, seconds=1.0, dtypes=("float32",)):
+    """GFLOP/s of 3x3 convolutions (the networks' main operation) on this CPU, per channel count, dtype and memory
+    format (keys ``conv3x3_{channels}_{dtype}[_cl]``)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     best = {}
     with torch.inference_mode():
-        for ch in (32, 64):
-            conv = torch.nn.Conv2d(ch, ch, 3, padding=1, bias=False).eval()
-            x = torch.randn(4, ch, 256, 256)
-            conv(x)
-            flops = 2 * ch * ch * 9 * 4 * 256 * 256
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds or n < 2:
-                conv(x)
-                n += 1
-            best[f"conv3x3_{ch}"] = flops * n / (time.perf_counter() - t0) / 1e9
+        for name in dtypes:
+            dtype = getattr(torch, name)
+            for ch in (32, 64):
+                for cl in (False, True):
+                    conv = torch.nn.Conv2d(ch, ch, 3, padding=1, bias=False).eval().to(dtype)
+                    x = torch.randn(4, ch, 256, 256, dtype=dtype)
+                    if cl:
+                        conv, x = conv.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+                    conv(x)
+                    flops = 2 * ch * ch * 9 * 4 * 256 * 256
+                    n, t0 = 0, time.perf_counter()
+                    while time.perf_counter() - t0 < seconds or n < 2:
+                        conv(x)
+                        n += 1
+                    best[f"conv3x3_{ch}_{name}{'_cl' if cl else ''}"] = flops * n / (time.perf_counter() - t0) / 1e9
     return best
 
 
@@ -261,6 +272,36 @@ def _busy():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+def shards_case(card, image, work, n):
+    """Images per hour over a folder of ``2 n`` copies of ``image``: one process with one torch thread, ``n``
+    processes under torchrun (the package's thread rule), one process with the package's default threads."""
+    folder = Path(work) / f"shards_{card.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(2 * n):
+        dst = folder / f"copy{i}_{image.name}"
+        if not dst.exists():
+            shutil.copy(image, dst)
+    shutil.copy(image.parent / "pixel_size_in_micrometer.txt", folder / "pixel_size_in_micrometer.txt")
+    exe = str(Path(sys.executable).with_name("axondeepseg"))
+    run = Path(sys.executable).with_name("torchrun")
+    strategy = card.name.rsplit("_", 1)[1]
+    args = ["-t", card.target, "--pseudo", strategy, "-i", str(folder), "--overwrite"]
+    cases = {"one process, 1 thread": ([exe, *args], {"ADS_SYNTH_THREADS": "1"}),
+             f"torchrun {n} processes": ([str(run), f"--nproc_per_node={n}", exe, *args], {}),
+             "one process, default threads": ([exe, *args], {})}
+    row = {"case": "shards", "card": card.name, "n": n, "images": 2 * n}
+    for name, (cmd, extra) in cases.items():
+        env = {k: v for k, v in _env().items() if k not in ("OMP_NUM_THREADS", "ADS_SYNTH_THREADS")}
+        env.update(extra)
+        wall, rss, rc, out = _run_timed(cmd, env, work)
+        if rc != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {rc}:\n{out[-2000:]}")
+        row[name] = {"wall_s": wall, "images_per_hour": 2 * n * 3600 / wall, "peak_rss_mb": rss, "load": _load()}
+    one = row["one process, 1 thread"]["images_per_hour"]
+    row["scaling"] = row[f"torchrun {n} processes"]["images_per_hour"] / one
+    return row
+
+
 def slide_case(work, crop=None, strategy="tutor"):
     folder = Path(work) / "slide"
     folder.mkdir(parents=True, exist_ok=True)
@@ -297,6 +338,8 @@ def main(argv=None):
     parser.add_argument("--slide", action="store_true", help="also the 40 Mpx bright-field slide (minutes)")
     parser.add_argument("--slide-crop", type=int, default=None, help="an N x N crop of the slide instead")
     parser.add_argument("--slide-strategies", nargs="+", default=["tutor"])
+    parser.add_argument("--shards", type=int, default=None, metavar="N",
+                        help="also images per hour with N torchrun processes against one process")
     parser.add_argument("--no-parts", action="store_true")
     parser.add_argument("--no-cli", action="store_true")
     parser.add_argument("--no-ads", action="store_true")
@@ -316,10 +359,17 @@ def main(argv=None):
     header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": available_cores(),
               "load_before": list(os.getloadavg()), "threads_rule": cpu_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    import torch
+
+    from ads_synth.device import inference_dtype
+
+    dtype = str(inference_dtype(torch.device("cpu"))).split(".")[-1]
+    header["networks_dtype"] = dtype
     print(json.dumps(header), flush=True)
-    peak = conv_peak(threads=cpu_threads())
-    peak_gflops = max(peak.values())
-    print("conv peak GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items()), flush=True)
+    peak = conv_peak(threads=cpu_threads(), dtypes=sorted({"float32", dtype}))
+    peak_gflops = max(v for k, v in peak.items() if f"_{dtype}" in k)
+    print("conv peak GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peak.items())
+          + f"; the networks run in {dtype}: peak {peak_gflops:.1f}", flush=True)
     rows = [{"case": "conv_peak", **peak}]
     for card in cards:
         image = _image_for(card, work, args.crop)
@@ -362,6 +412,15 @@ def main(argv=None):
                      "ratio": loaded["wall_s"] / quiet["wall_s"], "load": _load()})
         print(f"competitor {card.name}: {quiet['wall_s']:.1f} s alone, {loaded['wall_s']:.1f} s beside a busy loop "
               f"({loaded['wall_s'] / quiet['wall_s']:.2f}x)", flush=True)
+    if args.shards:
+        by_name = {c.name: c for c in cards}
+        card = by_name.get(RECOMMENDED) or cards[0]
+        row = shards_case(card, _image_for(card, work, args.crop), work, args.shards)
+        rows.append(row)
+        cases = "; ".join(f"{k}: {v['wall_s']:.1f} s, {v['images_per_hour']:.0f} images/h" for k, v in row.items()
+                          if isinstance(v, dict))
+        print(f"shards {card.name} ({row['images']} images) {cases}; scaling {row['scaling']:.2f}x "
+              f"(ideal {args.shards})", flush=True)
     if args.slide or args.slide_crop:
         for strategy in args.slide_strategies:
             row = slide_case(work, args.slide_crop, strategy)

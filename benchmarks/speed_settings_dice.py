@@ -5,14 +5,18 @@ For each setting, every sem-dev image (labels used for evaluation only) goes thr
 post-processing), and the script prints the summed prediction time, its ratio to the first setting's (measured in
 the same run, so the ratio holds on a loaded machine), and the mean axon / myelin Dice.
 
-Settings (``--settings``, default all): ``default`` (streamed, step 0.5, 4 tiles per call), ``nnunet`` (nnU-Net's
-own whole-image prediction), ``batch1``, ``step0.75``, ``patch2x`` (tiles twice the training patch a side, step 0.5),
-``mirror`` (test-time mirroring).
+Settings (``--settings``, default all): ``default`` (streamed, step 0.5, 4 tiles per call, the ``auto`` precision),
+``float32`` / ``bfloat16`` (the networks' dtype forced), ``nnunet`` (nnU-Net's own whole-image prediction, float32),
+``batch1``, ``step0.75``, ``patch2x`` (tiles twice the training patch a side, step 0.5), ``mirror`` (test-time
+mirroring). Each row also gives the share of pixels whose label differs from the first setting's.
+
+``--data TEM`` runs the L side instead: the card's L model (an ``adapt`` or ``invert`` card) on the bundled labeled
+TEM set, where labels may choose a setting.
 
 Usage::
 
-    python benchmarks/speed_settings_dice.py [--card TEM2SEM_tutor] [--settings default step0.75 ...]
-                                             [--images N] [--json OUT.json]
+    python benchmarks/speed_settings_dice.py [--card TEM2SEM_tutor] [--data sem-dev|TEM]
+                                             [--settings default step0.75 ...] [--images N] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 SEM_DEV = REPO.parent / "shared" / "data" / "sem-dev"
 SETTINGS = {
     "default": {},
+    "float32": {"precision": "float32"},
+    "bfloat16": {"precision": "bfloat16"},
     "nnunet": {"streaming": False},
     "batch1": {"batch_size": 1},
     "step0.75": {"tile_step_size": 0.75},
@@ -51,6 +57,9 @@ def _model(card, setting):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--card", default="TEM2SEM_tutor")
+    parser.add_argument("--data", default="sem-dev", choices=["sem-dev", "TEM"],
+                        help="sem-dev (a model of U: tutor / proxy cards) or the bundled TEM set (the L model of an "
+                             "adapt / invert card)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--images", type=int, default=None, help="the first N sem-dev images only")
     parser.add_argument("--json", default=None)
@@ -69,33 +78,45 @@ def main(argv=None):
 
     threads = set_cpu_threads()
     card = get_card(args.card)
-    if card.strategy not in ("tutor", "proxy"):
-        raise SystemExit(f"{card.name}: only tutor / proxy cards (a model for the unlabeled images) are compared")
-    samples = sorted(find_samples(SEM_DEV, require_labels=True), key=lambda s: s.name)[:args.images]
+    wanted = ("tutor", "proxy") if args.data == "sem-dev" else ("adapt", "invert")
+    if card.strategy not in wanted:
+        raise SystemExit(f"{card.name}: --data {args.data} compares {' / '.join(wanted)} cards only")
+    if args.data == "sem-dev":
+        folder = SEM_DEV
+    else:
+        from ads_synth.data.bundled import labeled_set
+
+        folder = labeled_set("TEM")
+    samples = sorted(find_samples(folder, require_labels=True), key=lambda s: s.name)[:args.images]
     print(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "card": card.name,
                       "images": [s.name for s in samples], "threads": threads, "load_before": os.getloadavg()}),
           flush=True)
     data = [(s, read_image(s.image), load_label_map(s)) for s in samples]
-    rows, base = [], None
+    rows, base, first = [], None, None
     for setting in args.settings:
         model = _model(card, setting)
-        seconds, dice = 0.0, {"axon": [], "myelin": []}
+        seconds, dice, labels = 0.0, {"axon": [], "myelin": []}, []
         for sample, image, truth in data:
             t = time.perf_counter()
             stats, _ = _segment_at_model_grid(model, image, sample.pixel_size, False, None)
             seconds += time.perf_counter() - t
             label, _ = label_and_confidence(stats)
             label = _finish_label(label, image, sample.pixel_size, OutputOptions())
+            labels.append(label)
             scores = label_map_metrics(label, truth)
             for c in dice:
                 dice[c].append(scores[c]["dice"])
         base = base or seconds
-        row = {"setting": setting, "predict_s": seconds, "ratio": seconds / base,
+        first = first or labels
+        differ = sum(int((a != b).sum()) for a, b in zip(labels, first)) / sum(a.size for a in labels)
+        row = {"setting": setting, "dtype": str(model.dtype), "predict_s": seconds, "ratio": seconds / base,
+               "pixels_differ": differ,
                "axon_dice": float(np.nanmean(dice["axon"])), "myelin_dice": float(np.nanmean(dice["myelin"])),
                "load": os.getloadavg()[0]}
         rows.append(row)
-        print(f"{setting:<10} predict {seconds:7.1f} s  ({row['ratio']:.2f}x default)  Dice axon "
-              f"{row['axon_dice']:.4f}  myelin {row['myelin_dice']:.4f}  load {row['load']:.1f}", flush=True)
+        print(f"{setting:<10} {row['dtype']:<15} predict {seconds:7.1f} s  ({row['ratio']:.2f}x the first)  Dice axon "
+              f"{row['axon_dice']:.4f}  myelin {row['myelin_dice']:.4f}  pixels differ {100 * differ:.3f}%  "
+              f"load {row['load']:.1f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return rows

@@ -67,7 +67,7 @@ def test_nnunet_predictor_agrees_with_per_fold_prediction(l_model, pipeline):
     from ads_synth.segmentation.predict import SegmentationModel
 
     sample = find_samples(pipeline.labeled)[-1]
-    model = SegmentationModel(l_model, folds=[0], device="cpu")
+    model = SegmentationModel(l_model, folds=[0], device="cpu", precision="float32")  # nnU-Net runs float32
     image = rescale(read_image(sample.image), scale_factor(sample.pixel_size, model.pixel_size))
     stats, fold_labels = model.predict(image, per_fold=True)
     ours, conf = label_and_confidence(stats)

@@ -62,7 +62,8 @@ def test_streamed_prediction_matches_nnunet_whole_image(shape, mirroring):
     image[:7] = 0
     results = {}
     for streaming in (False, True):
-        model = SegmentationModel(TUTOR, device="cpu", streaming=streaming, use_mirroring=mirroring)
+        model = SegmentationModel(TUTOR, device="cpu", streaming=streaming, use_mirroring=mirroring,
+                                  precision="float32")
         progress = _Counter()
         stats, fold_labels = model.predict(image, per_fold=True, progress=progress)
         cropped = (shape[0] - 7, shape[1])  # nnU-Net crops the zero rows: one bar step per tile of the rest
@@ -76,6 +77,57 @@ def test_streamed_prediction_matches_nnunet_whole_image(shape, mirroring):
         assert np.mean(a != b) < 1e-3
     # the cropped zero border is background with certainty, in both
     assert np.all(streamed.prob_sum[0, :7] == 2) and np.all(streamed.votes[0, :7] == 2)
+
+
+def test_bfloat16_networks_give_the_float32_labels():
+    """The shipped tutorship model in bfloat16 (the ``auto`` precision on a CPU with AMX / AVX512-BF16) labels a
+    demo crop as float32 does, but for a few boundary pixels; its probabilities stay within 0.15 of float32's."""
+    import torch
+
+    from ads_synth.data.images import read_image
+    from ads_synth.segmentation.confidence import label_and_confidence
+    from ads_synth.segmentation.predict import SegmentationModel
+
+    image = read_image(DEMO)[:260, :300]
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        model = SegmentationModel(TUTOR, device="cpu", precision=precision)
+        assert model.dtype == getattr(torch, precision)
+        assert all(p.dtype == model.dtype for net in model._networks() for p in net.parameters())
+        stats, _ = model.predict(image)
+        out[precision] = stats, label_and_confidence(stats)[0]
+    (s32, l32), (s16, l16) = out["float32"], out["bfloat16"]
+    assert 0 < np.mean(l32 != l16) < 0.01  # not the same computation, nearly the same labels
+    assert np.abs(s32.prob_sum - s16.prob_sum).max() < 0.15 * s32.n_members
+    assert {1, 2} <= set(np.unique(l16).tolist())
+
+
+def test_inference_precision_rule(monkeypatch, tmp_path):
+    """``auto`` is bfloat16 only where the CPU computes it (its flags), ``$ADS_SYNTH_PRECISION`` and an explicit
+    precision win, and a bad name is one clear error."""
+    import torch
+
+    from ads_synth import device as dev
+    from ads_synth.errors import InputError
+
+    with_amx, without = tmp_path / "amx", tmp_path / "avx2"
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert dev.cpu_has_native_bf16(str(with_amx)) and not dev.cpu_has_native_bf16(str(without))
+    assert not dev.cpu_has_native_bf16(str(tmp_path / "missing"))
+    monkeypatch.delenv(dev.PRECISION_ENV, raising=False)
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda native=native: native)
+        assert dev.inference_dtype(cpu) == (torch.bfloat16 if native else torch.float32)
+        assert dev.inference_dtype(cpu, "float32") == torch.float32
+        assert dev.inference_dtype(cpu, "bfloat16") == torch.bfloat16
+    monkeypatch.setenv(dev.PRECISION_ENV, "float32")
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.inference_dtype(cpu) == torch.float32
+    monkeypatch.setenv(dev.PRECISION_ENV, "half")
+    with pytest.raises(InputError, match="ADS_SYNTH_PRECISION"):
+        dev.inference_dtype(cpu)
 
 
 def test_label_and_confidence_row_blocks_give_the_same_maps(monkeypatch):

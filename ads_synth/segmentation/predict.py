@@ -157,6 +157,10 @@ class SegmentationModel:
     streaming : bool
         Predict band by band (:mod:`ads_synth.segmentation.sliding_window`: memory of one band of tiles, not of the
         image; nnU-Net's result to its float16 rounding); False: nnU-Net's whole-image prediction, fold by fold.
+    precision : {"auto", "float32", "bfloat16"}, optional
+        The networks' dtype in streamed prediction (:func:`ads_synth.device.inference_dtype`; default
+        ``$ADS_SYNTH_PRECISION`` or ``auto``: bfloat16 where the hardware computes it). nnU-Net's whole-image
+        prediction (``streaming=False``) always runs in float32.
 
     Attributes
     ----------
@@ -169,9 +173,9 @@ class SegmentationModel:
     """
 
     def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5,
-                 batch_size=4, streaming=True):
+                 batch_size=4, streaming=True, precision=None):
         from ads_synth.data.images import check_pixel_size
-        from ads_synth.device import resolve_device
+        from ads_synth.device import inference_dtype, resolve_device
         from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
 
         self.folder = Path(folder)
@@ -193,6 +197,7 @@ class SegmentationModel:
                               "given (--segmentation-pixel-size); images are segmented without rescaling.",
                               stacklevel=2)
         self.device = resolve_device(device)
+        self.dtype = inference_dtype(self.device, precision)
         import_nnunet()
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -329,7 +334,7 @@ class SegmentationModel:
             for params in self._fold_parameters:
                 net = copy.deepcopy(p.network)
                 net.load_state_dict(params)
-                nets.append(net.to(self.device).eval())
+                nets.append(net.to(self.device, self.dtype).eval())
             self._fold_networks = nets
         return self._fold_networks
 
@@ -374,7 +379,8 @@ class SegmentationModel:
                     labels[k][rows, cols] = own
         mirror = p.allowed_mirroring_axes if p.use_mirroring else None
         stream_logits(self._networks(), item["data"][:, 0], self.patch_size, p.tile_step_size, emit,
-                      batch_size=self.batch_size, mirror_axes=mirror, progress=progress, device=self.device)
+                      batch_size=self.batch_size, mirror_axes=mirror, progress=progress, device=self.device,
+                      dtype=self.dtype)
 
     def _predict_folds(self, item, stats, fold_labels):
         """Each fold's probabilities of the preprocessed ``item`` into ``stats`` (and ``fold_labels``)."""

@@ -68,7 +68,7 @@ def _predict(network, x, mirror_axes):
 
 
 def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axes=None, progress=None,
-                  device="cpu", gaussian=None):
+                  device="cpu", gaussian=None, dtype=None):
     """Sliding-window logits of every network over ``data``, handed to ``emit`` band by band.
 
     Parameters
@@ -93,12 +93,15 @@ def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axe
     device : str or torch.device
     gaussian : torch.Tensor, optional
         The importance map; default nnU-Net's (``compute_gaussian(patch, 1/8, 10)``).
+    dtype : torch.dtype, optional
+        The networks' parameter dtype (tiles are cast to it); default float32. Logits are accumulated in float32.
     """
     import torch
     from acvl_utils.cropping_and_padding.padding import pad_nd_image
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
     device = torch.device(device)
+    dtype = dtype or torch.float32
     data = torch.as_tensor(data)
     if data.ndim != 3:
         raise ValueError(f"expected a (C, H, W) image, got shape {tuple(data.shape)}")
@@ -140,7 +143,7 @@ def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axe
             band = data[:, y:y + ph]
             for j0 in range(0, len(xs), batch_size):
                 cols = xs[j0:j0 + batch_size]
-                x = torch.stack([band[:, :, c:c + pw] for c in cols]).to(device, torch.float32)
+                x = torch.stack([band[:, :, c:c + pw] for c in cols]).to(device, dtype)
                 for k, net in enumerate(networks):
                     out = _predict(net, x, mirror_axes).to("cpu", torch.float32)
                     if acc is None:
