@@ -9,8 +9,10 @@ group is needed: inference exchanges nothing. Each process uses its own GPU (``c
 
 Thread count: torch's intra-op pool collapses when another process holds one of its cores (measured 4-9x slower
 for two threads than one on a busy 2-core machine), so :func:`cpu_threads` gives
-``min(cores this process may use / local processes, cores not already busy)`` with the busy cores read from the
-1-minute load average (the process's own load excluded as far as it can be: it is counted before any work).
+``min(cores this process may use / local processes, cores not already busy)``. The busy cores are the processes
+runnable right now (``/proc/loadavg``'s fourth field, the median of a few samples over ~0.1 s, this process
+excluded), not the 1-minute load average, which still counts a run that has just finished (two runs in a row on a
+quiet machine would otherwise give the second one thread); where ``/proc`` is missing, the load average.
 ``OMP_NUM_THREADS`` or ``ADS_SYNTH_THREADS`` set by the user win.
 """
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
+import time
 from dataclasses import dataclass
 
 #: Environment variable fixing torch's thread count for inference (else :func:`cpu_threads` chooses).
@@ -88,6 +92,21 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def busy_cores(samples=7, interval=0.015, path="/proc/loadavg"):
+    """Processes other than this one that are runnable now (median over ``samples`` reads of ``path``'s
+    ``running/total`` field); None where the file cannot be read."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open(path) as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]))
+        except (OSError, IndexError, ValueError):
+            return None
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(0.0, statistics.median(counts) - 1)
+
+
 def cpu_threads(share=None, load=None) -> int:
     """Torch threads for inference: the user's ``ADS_SYNTH_THREADS`` / ``OMP_NUM_THREADS``, else this process's
     share of the cores that are not busy (see the module docstring); at least 1."""
@@ -98,6 +117,8 @@ def cpu_threads(share=None, load=None) -> int:
     share = share or process_share()
     cores = available_cores()
     mine = max(1, cores // share.local_world)
+    if load is None:
+        load = busy_cores()
     if load is None:
         try:
             load = os.getloadavg()[0]

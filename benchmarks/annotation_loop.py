@@ -10,10 +10,16 @@ the shipped proxy's Dice on the same images. The teacher pseudo labels are the p
 
 Results go to ``OUT/loop.json`` after every step (a killed run keeps what it measured; rerun to continue).
 
+``--orders each`` is the fair comparison for the first correction: one refine per image with that image alone
+corrected (a step 1 already run for the same image is reused), so the mean over all of them is what a random first
+choice gives on average; it prints where ``rank``'s first choice falls among them (gain over the shipped proxy on
+the same uncorrected images, and the absolute Dice of those images). ``--shard R/N`` runs every N-th of those
+refines (two processes on two cores); both write their own ``loop.R.json`` that a run without ``--shard`` merges.
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/annotation_loop.py --data ../shared/data/sem-dev -o /tmp/loop \
-        [--steps 3] [--orders rank random] [--epochs 12] [--iterations 25]
+        [--steps 3] [--orders rank random each] [--shard 0/2] [--epochs 12] [--iterations 25]
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ def main():
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard", default=None, metavar="R/N", help="only every N-th refine of the plan, from the R-th")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="only plot OUT/loop.json (Dice of the uncorrected images against images corrected)")
     args = p.parse_args()
@@ -93,6 +100,13 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "loop.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"steps": []}
+    shard = tuple(int(v) for v in args.shard.split("/")) if args.shard else None
+    for part in sorted(out.glob("loop.*.json")):  # what sharded runs measured
+        known = {st["key"] for st in results["steps"]}
+        results["steps"] += [st for st in json.loads(part.read_text())["steps"] if st["key"] not in known]
+    if shard is not None:
+        main_results, results_path = results, out / f"loop.{shard[0]}.json"
+        results = dict(main_results, steps=list(main_results["steps"]))
 
     def save():
         results_path.write_text(json.dumps(results, indent=2))
@@ -119,13 +133,23 @@ def main():
     results["orders"] = orders
     save()
     # step 1 of both orders first, then the rank order's later steps, then the random order's: what fits first
-    first = [(1, o) for o in args.orders]
-    plan = first + [(k, o) for o in args.orders for k in range(2, args.steps + 1)]
-    for k, order in plan:
+    sequential = [o for o in args.orders if o != "each"]
+    first = [(1, o, orders[o][:1]) for o in sequential]
+    plan = first + [(k, o, orders[o][:k]) for o in sequential for k in range(2, args.steps + 1)]
+    if "each" in args.orders:
+        plan += [(1, f"each:{n}", [n]) for n in names]
+    if shard is not None:  # share out only the refines still to run (a done or reusable step costs nothing)
+        done = [st["corrected"] for st in results["steps"]]
+        plan = [p for p in plan if p[2] not in done][shard[0]::shard[1]]
+    for k, order, chosen in plan:
         key = f"{order}-{k}"
         if any(s["key"] == key for s in results["steps"]):
             continue
-        chosen = orders[order][:k]
+        same = [s for s in results["steps"] if s["corrected"] == chosen]
+        if same:  # the same single correction was refined already (e.g. rank-1): reuse its scores
+            results["steps"].append(dict(same[0], key=key, order=order, reused=same[0]["key"]))
+            save()
+            continue
         rest = [n for n in names if n not in chosen]
         corrected = [corrected_copy(by_name[n], out / "corrections" / n) for n in chosen]
         run_out = out / "runs" / key
@@ -144,6 +168,39 @@ def main():
         results["steps"].append(step)
         save()
         print(json.dumps({k2: step[k2] for k2 in ("key", "seconds", "refined_mean", "proxy_mean")}), flush=True)
+    if "each" in args.orders:
+        each_summary(results, orders["rank"][0])
+        save()
+
+
+def each_summary(results, ranked_first):
+    """Where the ranked first choice falls among every single-image correction (``--orders each``)."""
+    each = {s["corrected"][0]: s for s in results["steps"] if s["order"].startswith("each:")}
+    if not each:
+        return None
+    rows = []
+    for name, s in sorted(each.items()):
+        gain = {c: s["refined_mean"][c] - s["proxy_mean"][c] for c in ("axon", "myelin")}
+        rows.append({"corrected": name, "refined_mean": s["refined_mean"], "gain": gain,
+                     "ranked_first": name == ranked_first})
+        print(f"correct {name:<34} rest: axon {s['refined_mean']['axon']:.3f} myelin {s['refined_mean']['myelin']:.3f}"
+              f"  gain over proxy {gain['axon']:+.3f} / {gain['myelin']:+.3f}{'  <- rank' if name == ranked_first else ''}")
+    summary = {}
+    for what in ("refined_mean", "gain"):
+        for c in ("axon", "myelin"):
+            values = [r[what][c] for r in rows]
+            mine = [r[what][c] for r in rows if r["ranked_first"]]
+            summary[f"{what}_{c}"] = {"random_expected": float(np.mean(values)), "best": float(max(values)),
+                                      "worst": float(min(values)), "ranked_first": mine[0] if mine else None,
+                                      "ranked_position": (1 + sorted(values, reverse=True).index(mine[0]))
+                                      if mine else None}
+    for key, v in summary.items():
+        if v["ranked_first"] is None:  # a shard without rank's first choice
+            continue
+        print(f"{key:<20} rank's pick {v['ranked_first']:.4f} (position {v['ranked_position']} of {len(rows)}), "
+              f"random pick expected {v['random_expected']:.4f}, best {v['best']:.4f}, worst {v['worst']:.4f}")
+    results["each_summary"] = {"rows": rows, "summary": summary, "complete": len(rows) == len(results["proxy"])}
+    return summary
 
 
 def plot(results_path, png):

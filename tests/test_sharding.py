@@ -40,6 +40,42 @@ def test_share_from_torchrun_environment(monkeypatch):
     assert cpu_threads(Share(), load=30.0) == 3
 
 
+def test_busy_cores_counts_what_runs_now_not_the_minute_before(tmp_path, monkeypatch):
+    """The busy cores are the runnable processes now (this one excluded), the median of a few reads: a run that
+    has just finished (a high 1-minute load average) costs the next one no thread and a transient spike is
+    ignored; an unreadable file gives None (the caller falls back to the load average)."""
+    from ads_synth import sharding
+
+    fake = tmp_path / "loadavg"
+    reads = iter(["7.90 3.00 1.00 1/77 100", "7.90 3.00 1.00 9/77 101", "7.90 3.00 1.00 1/77 102"])
+
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        if str(path) == str(fake):
+            fake.write_text(next(reads))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert sharding.busy_cores(samples=3, interval=0, path=str(fake)) == 0
+    monkeypatch.undo()
+    assert sharding.busy_cores(path=str(tmp_path / "missing")) is None
+    (tmp_path / "bad").write_text("garbage")
+    assert sharding.busy_cores(path=str(tmp_path / "bad")) is None
+    # this machine's own file reads as a count (other workers of the suite may be running: not asserted)
+    live = sharding.busy_cores()
+    assert live is None or live >= 0
+    # cpu_threads reads the busy cores now, and the load average only without them
+    for name in ("OMP_NUM_THREADS", sharding.THREADS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sharding, "available_cores", lambda: 8)
+    monkeypatch.setattr(sharding.os, "getloadavg", lambda: (7.9, 3.0, 1.0))
+    monkeypatch.setattr(sharding, "busy_cores", lambda: 0.0)
+    assert sharding.cpu_threads(sharding.Share()) == 8
+    monkeypatch.setattr(sharding, "busy_cores", lambda: None)
+    assert sharding.cpu_threads(sharding.Share()) == 1
+
+
 def _images(folder):
     folder.mkdir(parents=True)
     full = np.asarray(Image.open(DEMO).convert("L"))
