@@ -1,5 +1,7 @@
 """The torch device to run on: one rule for every command."""
 
+import functools
+
 import torch
 
 from ads_synth.errors import InputError
@@ -32,6 +34,7 @@ PRECISION_ENV = "ADS_SYNTH_PRECISION"
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo") -> bool:
     """Whether this CPU computes bfloat16 in hardware (x86 ``amx_bf16`` or ``avx512_bf16``).
 

@@ -368,7 +368,7 @@ def main(argv=None):
     dtype = str(inference_dtype(torch.device("cpu"))).split(".")[-1]
     header["networks_dtype"] = dtype
     print(json.dumps(header), flush=True)
-    peak = conv_peak(threads=cpu_threads(), dtypes=sorted({"float32", dtype}))
+    peak = conv_peak(threads=header["threads_rule"], dtypes=sorted({"float32", dtype}))
     peak_gflops = max(v for k, v in peak.items() if k.endswith(f"_{dtype}"))
     cl_peak = max(v for k, v in peak.items() if k.endswith(f"_{dtype}_cl"))
     header.update(peak_gflops=peak_gflops, channels_last_peak_gflops=cl_peak)

@@ -174,6 +174,8 @@ class SegmentationModel:
 
     def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5,
                  batch_size=4, streaming=True, precision=None):
+        import torch
+
         from ads_synth.data.images import check_pixel_size
         from ads_synth.device import inference_dtype, resolve_device
         from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
@@ -197,7 +199,8 @@ class SegmentationModel:
                               "given (--segmentation-pixel-size); images are segmented without rescaling.",
                               stacklevel=2)
         self.device = resolve_device(device)
-        self.dtype = inference_dtype(self.device, precision)
+        # nnU-Net's own whole-image prediction runs its network in float32
+        self.dtype = inference_dtype(self.device, precision) if self.streaming else torch.float32
         import_nnunet()
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
