@@ -22,10 +22,11 @@ In one run, on this machine (the header prints the CPU count and the load averag
    to the quiet time of the same run.
 7. With ``--slide``: the whole 40 Mpx bright-field slide (bf-unlabeled) through ``axondeepseg -t BF --pseudo
    tutor``: wall time and peak RSS (``--slide-crop N`` takes an N x N crop from its centre instead).
-8. With ``--shards N``: images per hour of the recommended path over a folder of 2N copies of the demo image, one
-   process with one torch thread against ``torchrun --nproc_per_node=N`` (each process its share of the cores, by
-   the package's rule), and one process with the package's default threads; the scaling is the ratio of images
-   per hour (ideal N).
+8. With ``--shards N``: images per hour of the recommended path over a folder of 4N copies of the demo image
+   (``--shard-images``), one process with one torch thread against ``torchrun --nproc_per_node=N`` (each process
+   its share of the cores, by the package's rule), and one process with the package's default threads; the scaling
+   is the ratio of images per hour (ideal N), printed beside the machine's own: the one-thread convolution's
+   GFLOP/s in N processes at once over one process's, in the networks' dtype.
 
 Images: the bundled demo images (SEM ``docs/demo``, 1.7 Mpx at 0.07 um; BF ``docs/demo/bf``), copied into
 ``--work``. Threads: torch's default rule of the package (``ads_synth.sharding.cpu_threads``) unless
@@ -91,6 +92,23 @@ def conv_peak(threads=None, seconds=1.0, dtypes=("float32",)):
                         n += 1
                     best[f"conv3x3_{ch}_{name}{'_cl' if cl else ''}"] = flops * n / (time.perf_counter() - t0) / 1e9
     return best
+
+
+def conv_scaling(n, dtype="bfloat16", seconds=5.0):
+    """The machine's own scaling over ``n`` processes: the summed GFLOP/s of the one-thread 3x3 convolution (64
+    channels, ``dtype``) in ``n`` processes at once over that of one process alone (the bound for sharded runs)."""
+    code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import shipped_speed as s; "
+            f"print('ROW ' + json.dumps(s.conv_peak(1, {seconds!r}, ({dtype!r},))))")
+
+    def run(k):
+        procs = [subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True)
+                 for _ in range(k)]
+        rows = [json.loads([line for line in p.communicate()[0].splitlines() if line.startswith("ROW ")][-1][4:])
+                for p in procs]
+        return sum(r[f"conv3x3_64_{dtype}"] for r in rows)
+
+    one, many = run(1), run(n)
+    return {"dtype": dtype, "one_process_gflops": one, "n_processes_gflops": many, "scaling": many / one}
 
 
 def _run_timed(cmd, env, cwd):
@@ -274,12 +292,14 @@ def _busy():
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def shards_case(card, image, work, n):
-    """Images per hour over a folder of ``2 n`` copies of ``image``: one process with one torch thread, ``n``
-    processes under torchrun (the package's thread rule), one process with the package's default threads."""
-    folder = Path(work) / f"shards_{card.name}"
+def shards_case(card, image, work, n, images=None):
+    """Images per hour over a folder of ``images`` (default ``4 n``) copies of ``image``: one process with one torch
+    thread, ``n`` processes under torchrun (the package's thread rule), one process with the package's default
+    threads; beside them the machine's own scaling (:func:`conv_scaling`)."""
+    images = 4 * n if images is None else int(images)
+    folder = Path(work) / f"shards_{card.name}_{images}"
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(2 * n):
+    for i in range(images):
         dst = folder / f"copy{i}_{image.name}"
         if not dst.exists():
             shutil.copy(image, dst)
@@ -291,16 +311,19 @@ def shards_case(card, image, work, n):
     cases = {"one process, 1 thread": ([exe, *args], {"ADS_SYNTH_THREADS": "1"}),
              f"torchrun {n} processes": ([str(run), f"--nproc_per_node={n}", exe, *args], {}),
              "one process, default threads": ([exe, *args], {})}
-    row = {"case": "shards", "card": card.name, "n": n, "images": 2 * n}
+    row = {"case": "shards", "card": card.name, "n": n, "images": images}
     for name, (cmd, extra) in cases.items():
         env = {k: v for k, v in _env().items() if k not in ("OMP_NUM_THREADS", "ADS_SYNTH_THREADS")}
         env.update(extra)
         wall, rss, rc, out = _run_timed(cmd, env, work)
         if rc != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited with {rc}:\n{out[-2000:]}")
-        row[name] = {"wall_s": wall, "images_per_hour": 2 * n * 3600 / wall, "peak_rss_mb": rss, "load": _load()}
+        row[name] = {"wall_s": wall, "images_per_hour": images * 3600 / wall, "peak_rss_mb": rss, "load": _load()}
     one = row["one process, 1 thread"]["images_per_hour"]
     row["scaling"] = row[f"torchrun {n} processes"]["images_per_hour"] / one
+    from ads_synth.device import inference_dtype
+
+    row["machine"] = conv_scaling(n, str(inference_dtype("cpu", None)).replace("torch.", ""))
     return row
 
 
@@ -342,6 +365,8 @@ def main(argv=None):
     parser.add_argument("--slide-strategies", nargs="+", default=["tutor"])
     parser.add_argument("--shards", type=int, default=None, metavar="N",
                         help="also images per hour with N torchrun processes against one process")
+    parser.add_argument("--shard-images", type=int, default=None, metavar="K",
+                        help="copies of the demo image for --shards (default 4N: start-up amortised)")
     parser.add_argument("--no-parts", action="store_true")
     parser.add_argument("--no-cli", action="store_true")
     parser.add_argument("--no-ads", action="store_true")
@@ -421,12 +446,14 @@ def main(argv=None):
     if args.shards:
         by_name = {c.name: c for c in cards}
         card = by_name.get(RECOMMENDED) or cards[0]
-        row = shards_case(card, _image_for(card, work, args.crop), work, args.shards)
+        row = shards_case(card, _image_for(card, work, args.crop), work, args.shards, args.shard_images)
         rows.append(row)
         cases = "; ".join(f"{k}: {v['wall_s']:.1f} s, {v['images_per_hour']:.0f} images/h" for k, v in row.items()
-                          if isinstance(v, dict))
+                          if isinstance(v, dict) and "wall_s" in v)
+        machine = row["machine"]
         print(f"shards {card.name} ({row['images']} images) {cases}; scaling {row['scaling']:.2f}x "
-              f"(ideal {args.shards})", flush=True)
+              f"(ideal {args.shards}; the machine's own {machine['dtype']} convolution: {machine['scaling']:.2f}x, "
+              f"{machine['one_process_gflops']:.0f} -> {machine['n_processes_gflops']:.0f} GFLOP/s)", flush=True)
     if args.slide or args.slide_crop:
         for strategy in args.slide_strategies:
             row = slide_case(work, args.slide_crop, strategy)

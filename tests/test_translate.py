@@ -72,6 +72,18 @@ def test_seed_determinism(model):
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 0.1
 
 
+def test_output_does_not_depend_on_the_batch_size(model):
+    """Each tile draws its noise from its own seed: 1, 3 or the default number of tiles per call give the same
+    image, up to rounding (before, the noise was drawn per batch, so the batch size changed the translation)."""
+    img = _texture((150, 170), seed=2)
+    outs = [translate_image(model, img, 0.05, "L2U", seed=5, batch_size=b, tile=32, progress=False)[0]
+            for b in (1, 3, None)]
+    assert len(tile_positions(img.shape, 32, 4)) > 3  # several batches of 3
+    for other in outs[1:]:  # up to the rounding of convolutions over batches of other sizes
+        diff = np.abs(outs[0].astype(int) - other.astype(int))
+        assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
+
+
 def _seam_ratio(out, starts, tile):
     """Mean |horizontal step| at tile edges over the mean |step| elsewhere."""
     steps = np.abs(np.diff(out.astype(np.float64), axis=1)).mean(axis=0)  # step between column c and c + 1

@@ -297,6 +297,14 @@ def test_translate_is_reproducible_by_seed(tiny_model):
     assert not a.requires_grad
 
 
+def test_a_tile_translates_the_same_alone_or_in_a_batch(tiny_model):
+    x, _, _ = _inputs(tiny_model.config)
+    both = tiny_model.translate(x, "U2L", seed=7)
+    second = tiny_model.translate(x[1:], "U2L", seed=8)  # tile 1 of the batch draws from seed + 1
+    torch.testing.assert_close(both[1:], second, rtol=1e-5, atol=1e-5)
+    assert (both[0] - tiny_model.translate(x[1:], "U2L", seed=7)[0]).abs().max() > 1e-3
+
+
 def test_translate_runs_only_the_diffusive_generator_of_its_direction(tiny_model):
     calls = {}
     handles = [module.register_forward_hook(lambda m, i, o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))

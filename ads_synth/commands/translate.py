@@ -42,7 +42,9 @@ def register(subparsers):
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the diffusion sampling (default 0)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="tiles per forward pass (default: 16 tiles of 128 px, fewer of larger ones; the output does "
+                        "not depend on it)")
     p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
                    help="micrometres per pixel of inputs that carry none (a BIDS sidecar, pixel_size_in_micrometer.txt "
                    "or TIFF tags win), as AxonDeepSeg's -s")

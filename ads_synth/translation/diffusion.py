@@ -145,8 +145,10 @@ class DiffusionProcess(nn.Module):
             ``(B, 1, H, W)`` conditioning image.
         nz : int
             Latent size.
-        generator_rng : torch.Generator, optional
-            Source of every random draw (initial noise, latents, posterior noise), for reproducible output.
+        generator_rng : torch.Generator or sequence of torch.Generator, optional
+            Source of every random draw (initial noise, latents, posterior noise), for reproducible output. A
+            sequence gives one generator per sample: each sample's draws then come from its own generator only, so
+            its output does not depend on the other samples of the batch (nor on how tiles are batched).
 
         Returns
         -------
@@ -154,12 +156,21 @@ class DiffusionProcess(nn.Module):
             ``x_0`` sample ``(B, 1, H, W)``.
         """
         b = condition.shape[0]
-        kw = dict(generator=generator_rng, device=condition.device, dtype=condition.dtype)
-        x = torch.randn(condition.shape, **kw)
+        kw = dict(device=condition.device, dtype=condition.dtype)
+        per_sample = isinstance(generator_rng, (list, tuple))
+        if per_sample and len(generator_rng) != b:
+            raise ValueError(f"{len(generator_rng)} generators for a batch of {b}")
+
+        def randn(shape):  # (B, *shape)
+            if per_sample:
+                return torch.stack([torch.randn(shape, generator=g, **kw) for g in generator_rng])
+            return torch.randn((b, *shape), generator=generator_rng, **kw)
+
+        x = randn(condition.shape[1:])
         for i in reversed(range(self.num_timesteps)):
             t = torch.full((b,), i, dtype=torch.long, device=condition.device)
-            z = torch.randn((b, nz), **kw)
+            z = randn((nz,))
             x0 = generator(torch.cat([x, condition], dim=1), t, z)
-            noise = torch.randn(x.shape, **kw) if i > 0 else torch.zeros_like(x)
+            noise = randn(x.shape[1:]) if i > 0 else torch.zeros_like(x)
             x = self.sample_posterior(x0, x, t, noise)
         return x

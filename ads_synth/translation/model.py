@@ -113,8 +113,10 @@ class SynDiff(TranslatorMixin, nn.Module):
         direction : str
             ``"L2U"`` or ``"U2L"``.
         seed : int, optional
-            Seeds one ``torch.Generator`` (on the model's device) for the initial noise, latents and posterior
-            noise: the same seed gives the same output. None draws from torch's global generator.
+            Tile ``b`` of the batch draws its initial noise, latents and posterior noise from a ``torch.Generator``
+            (on the model's device) seeded with ``seed + b``: the same seed gives the same output, and a tile's
+            output depends on its own seed only, not on the batch it is in. None draws from torch's global
+            generator.
 
         Returns
         -------
@@ -127,8 +129,9 @@ class SynDiff(TranslatorMixin, nn.Module):
         x = x.to(device=param.device, dtype=param.dtype)
         rng = None
         if seed is not None:
-            rng = torch.Generator(device=param.device)
-            rng.manual_seed(int(seed))
+            rng = [torch.Generator(device=param.device) for _ in range(x.shape[0])]
+            for b, g in enumerate(rng):
+                g.manual_seed(int(seed) + b)
         was_training = gen.training
         gen.eval()
         try:

@@ -18,8 +18,10 @@ files :func:`translate_files` writes beside an output give its *physical* pixel 
 grid, ``work_S`` on the model grid: the field of view is the input's), which is what morphometrics need; the
 effective one is kept in the sidecar as ``DomainPixelSize``.
 
-Seeds: the batch of tiles starting at tile index ``k`` is translated with seed ``seed * 1_000_003 + k``, so a result
-depends only on ``seed``, the tiling and ``batch_size``.
+Seeds: tile ``k`` (in reading order) is translated with seed ``seed * 1_000_003 + k`` (its own generator,
+:meth:`ads_synth.translation.model.SynDiff.translate`), so a result depends only on ``seed`` and the tiling, not on
+how many tiles go through the network at once. Batches hold :data:`BATCH_PIXELS` pixels (16 tiles of 128): on a
+2-core CPU 1.7-2x faster than 4 tiles a call, the networks' many small operations costing less per tile.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from ads_synth.integrity import require_finite
 from ads_synth.translation.formats import is_run_dir, run_model_dir
 
 DIRECTIONS = ("L2U", "U2L")
+#: Pixels of the tiles translated in one network call by default (:func:`default_batch_size`).
+BATCH_PIXELS = 16 * 128 * 128
 OUTPUT_GRIDS = ("input", "model")
 
 
@@ -68,8 +72,13 @@ def default_tile(model):
     return -(-size // m) * m
 
 
+def default_batch_size(tile) -> int:
+    """Tiles per network call for tiles of side ``tile``: :data:`BATCH_PIXELS` worth, at least one."""
+    return max(1, BATCH_PIXELS // (int(tile) * int(tile)))
+
+
 def translate_image(model, image, pixel_size, direction, *, output_grid="input", tile=None, overlap=None,
-                    batch_size=4, seed=0, progress=True):
+                    batch_size=None, seed=0, progress=True):
     """Translate one whole 2-D image.
 
     Parameters
@@ -87,8 +96,8 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         Tile side (a multiple of ``model.size_multiple``); default the training tile size.
     overlap : int, optional
         Minimum overlap of neighbouring tiles; default an eighth of the tile (cosine blending across it).
-    batch_size : int
-        Tiles per forward pass.
+    batch_size : int, optional
+        Tiles per network call (default :func:`default_batch_size` of the tile); the output does not depend on it.
     seed : int
         Seed of the diffusion sampling (see the module docstring).
     progress : bool
@@ -121,7 +130,8 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     overlap = tile // 8 if overlap is None else int(overlap)
     if not 0 <= overlap < tile:
         raise InputError(f"--overlap {overlap}: must be at least 0 and smaller than the tile ({tile}).")
-    if int(batch_size) < 1:
+    batch_size = default_batch_size(tile) if batch_size is None else int(batch_size)
+    if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: give at least 1 tile per forward pass.")
     check_working_size(image.shape, pixel_size, work[source], grid=f"the translation model's {source} domain")
 
@@ -226,7 +236,7 @@ def output_name(image_name, direction):
 
 
 def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, device=None, pixel_size=None,
-                    output_grid="input", tile=None, overlap=None, batch_size=4, seed=0, progress=True):
+                    output_grid="input", tile=None, overlap=None, batch_size=None, seed=0, progress=True):
     """Translate image files and write ``<stem>_<direction>.png`` (8-bit) into ``out_dir``.
 
     Beside each image goes a sidecar ``<stem>_<direction>.json`` with its physical ``PixelSize`` (micrometres; the
@@ -276,7 +286,7 @@ def translate_files(model_dir, inputs, out_dir, direction, *, overwrite=False, d
             names[s.name] = s.image
             samples.append(s)
     sizes = sample_pixel_sizes(samples, pixel_size)
-    if int(batch_size) < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise InputError(f"--batch-size {batch_size}: give at least 1 tile per forward pass.")
     shapes = check_images([s.image for s in samples])  # a corrupt or truncated image fails before any output
     model = model_dir if isinstance(model_dir, torch.nn.Module) else load_translation_model(model_dir, device)
