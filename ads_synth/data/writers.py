@@ -70,11 +70,7 @@ def _tmp_name(path):
 def _save_png(arr, tmp):
     from PIL import Image
 
-    if arr.dtype == np.uint16:
-        im = Image.fromarray(arr)
-    else:
-        im = Image.fromarray(arr)
-    im.save(tmp, format="PNG")
+    Image.fromarray(arr).save(tmp, format="PNG")  # uint8 or uint16
 
 
 def _save_tiff(arr, tmp, pixel_size=None, compression=None):
