@@ -9,7 +9,8 @@ Settings (``--settings``, default all): ``default`` (streamed, step 0.5, 4 tiles
 ``float32`` / ``bfloat16`` (the networks' dtype forced), ``nnunet`` (nnU-Net's own whole-image prediction, float32),
 ``batch1``, ``step0.75``, ``patch2x`` (tiles twice the training patch a side, step 0.5), ``patch2x_step0.75``
 (such tiles overlapping by a quarter: the same overlap in pixels as step 0.5 of the training patch, 1.8 network
-passes per pixel instead of 4), ``mirror`` (test-time mirroring). Each row also gives the share of pixels whose label differs from the first setting's.
+passes per pixel instead of 4), ``mirror`` (test-time mirroring). Each row also gives the share of pixels whose
+label differs from the first setting's.
 
 ``--data TEM`` runs the L side instead: the card's L model (an ``adapt`` or ``invert`` card) on the bundled labeled
 TEM set, where labels may choose a setting.
