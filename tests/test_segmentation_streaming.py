@@ -51,6 +51,77 @@ def test_streaming_identity_network_reproduces_the_image_in_bands():
     assert torch.allclose(got[0][2], small, atol=1e-5)
 
 
+class _PixelNet:
+    """A per-pixel "network" that counts the tiles it sees: background logit 0, myelin -5, axon 3x the pixel
+    value; so flat glass at -1 is background and a flat axon inside at +1 is axon."""
+
+    def __init__(self):
+        self.tiles = 0
+
+    def __call__(self, x):
+        import torch
+
+        self.tiles += int(x.shape[0])
+        return torch.cat([torch.zeros_like(x), torch.full_like(x, -5.), 3 * x], 1)
+
+
+def _glass_image():
+    """Glass (flat, -1) left of column 300, tissue (noise) right of it, with a flat axon inside (+1) in it."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1, 520, 700)).astype(np.float32)
+    data[:, :, :300] = -1 + 0.01 * rng.normal(size=(1, 520, 300))
+    data[:, 100:420, 350:670] = 1 + 0.01 * rng.normal(size=(1, 320, 320))
+    return torch.from_numpy(data)
+
+
+def test_glass_is_left_out_and_the_inside_of_an_axon_is_not():
+    """Flat glass regions the networks call background are not run and come out background; a flat region the
+    networks call axon (the inside of a large axon) is run as usual; elsewhere the logits are unchanged."""
+    import torch
+
+    from ads_synth.segmentation.sliding_window import GLASS_SAMPLE, band_plan, stream_logits
+
+    data, patch = _glass_image(), (64, 64)
+    ys, xs, _ = band_plan(data.shape[1:], patch, 0.5)
+    out, nets = {}, {}
+    for flat_std in (None, 0.1):
+        nets[flat_std] = [_PixelNet(), _PixelNet()]
+        full = torch.full((3,) + tuple(data.shape[1:]), float("nan"))
+
+        def emit(y0, y1, logits, full=full):
+            full[:, y0:y1] = logits[0]
+        left_out = stream_logits(nets[flat_std], data, patch, 0.5, emit, batch_size=5, flat_std=flat_std)
+        out[flat_std] = full, left_out
+    (every, none_left), (skipped, left_out) = out[None], out[0.1]
+    glass_cols = [x for x in xs if x + patch[1] <= 300]
+    assert none_left == 0 and left_out == len(ys) * len(glass_cols)
+    for net in nets[0.1]:  # the glass tiles did not run; each flat region's sample did
+        assert net.tiles == len(ys) * len(xs) - left_out + 2 * GLASS_SAMPLE
+    assert torch.equal(every.argmax(0), skipped.argmax(0))
+    assert (skipped.argmax(0)[:, :300] == 0).all() and (skipped.argmax(0)[110:410, 360:660] == 2).all()
+    touched = np.zeros(data.shape[1:], bool)
+    for y in ys:
+        for x in glass_cols:
+            touched[y:y + patch[0], x:x + patch[1]] = True
+    assert torch.allclose(every[:, ~touched], skipped[:, ~touched], atol=1e-5)
+    assert not torch.allclose(every[:, touched], skipped[:, touched], atol=1e-3)  # the stand-in logits
+
+
+def test_glass_rule_follows_the_environment(monkeypatch):
+    from ads_synth.errors import InputError
+    from ads_synth.segmentation.sliding_window import GLASS_ENV, skip_glass
+
+    monkeypatch.delenv(GLASS_ENV, raising=False)
+    assert skip_glass() is True
+    monkeypatch.setenv(GLASS_ENV, "run")
+    assert skip_glass() is False and skip_glass(True) is True
+    monkeypatch.setenv(GLASS_ENV, "maybe")
+    with pytest.raises(InputError, match=GLASS_ENV):
+        skip_glass()
+
+
 @pytest.mark.parametrize("shape, mirroring", [((300, 260), False), ((100, 90), True)])
 def test_streamed_prediction_matches_nnunet_whole_image(shape, mirroring):
     """The shipped TEM2SEM tutorship model on a demo crop with a zero border (nnU-Net crops it): the streamed

@@ -161,6 +161,9 @@ class SegmentationModel:
         The networks' dtype in streamed prediction (:func:`ads_synth.device.inference_dtype`; default
         ``$ADS_SYNTH_PRECISION`` or ``auto``: bfloat16 where the hardware computes it). nnU-Net's whole-image
         prediction (``streaming=False``) always runs in float32.
+    skip_glass : bool, optional
+        In streamed prediction, label regions of empty glass background without running their tiles
+        (:mod:`~ads_synth.segmentation.sliding_window`, *Glass*); default ``$ADS_SYNTH_GLASS`` or True.
 
     Attributes
     ----------
@@ -173,17 +176,20 @@ class SegmentationModel:
     """
 
     def __init__(self, folder, folds=None, device=None, use_mirroring=False, pixel_size=None, tile_step_size=0.5,
-                 batch_size=4, streaming=True, precision=None):
+                 batch_size=4, streaming=True, precision=None, skip_glass=None):
         import torch
 
         from ads_synth.data.images import check_pixel_size
         from ads_synth.device import inference_dtype, resolve_device
+        from ads_synth.segmentation.sliding_window import skip_glass as glass_rule
         from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
 
         self.folder = Path(folder)
         self.folds = check_model_folder(self.folder, folds)
         self.batch_size = int(batch_size)
         self.streaming = bool(streaming)
+        self.skip_glass = glass_rule(skip_glass)
+        self.glass_tiles = 0  # tiles of one fold not run as glass in the last prediction
         self._fold_networks = None
         self.info = read_model_info(self.folder)
         if self.info.get("pixel_size") is not None:
@@ -349,7 +355,7 @@ class SegmentationModel:
         """
         import torch
 
-        from ads_synth.segmentation.sliding_window import stream_logits
+        from ads_synth.segmentation.sliding_window import FLAT_STD, stream_logits
 
         p = self._predictor
         props = item["data_properties"]
@@ -381,9 +387,10 @@ class SegmentationModel:
                 if labels is not None:
                     labels[k][rows, cols] = own
         mirror = p.allowed_mirroring_axes if p.use_mirroring else None
-        stream_logits(self._networks(), item["data"][:, 0], self.patch_size, p.tile_step_size, emit,
-                      batch_size=self.batch_size, mirror_axes=mirror, progress=progress, device=self.device,
-                      dtype=self.dtype)
+        self.glass_tiles = stream_logits(
+            self._networks(), item["data"][:, 0], self.patch_size, p.tile_step_size, emit,
+            batch_size=self.batch_size, mirror_axes=mirror, progress=progress, device=self.device, dtype=self.dtype,
+            flat_std=FLAT_STD if self.skip_glass else None, background=channels[0])
 
     def _predict_folds(self, item, stats, fold_labels):
         """Each fold's probabilities of the preprocessed ``item`` into ``stats`` (and ``fold_labels``)."""
