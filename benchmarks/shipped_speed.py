@@ -21,7 +21,9 @@ In one run, on this machine (the header prints the CPU count and the load averag
 6. With ``--competitor``: the recommended path again beside one CPU-bound process (a busy loop), and its ratio
    to the quiet time of the same run.
 7. With ``--slide``: the whole 40 Mpx bright-field slide (bf-unlabeled) through ``axondeepseg -t BF --pseudo
-   tutor``: wall time and peak RSS (``--slide-crop N`` takes an N x N crop from its centre instead).
+   tutor``: wall time, peak RSS and the fibres counted in the output (``--slide-crop N`` takes an N x N crop from
+   its centre instead; ``--slide-glass skip run`` runs it with empty glass left out, the default, and with every
+   tile run).
 8. With ``--shards N``: images per hour of the recommended path over a folder of 4N copies of the demo image
    (``--shard-images``), one process with one torch thread against ``torchrun --nproc_per_node=N`` (each process
    its share of the cores, by the package's rule), and one process with the package's default threads; the scaling
@@ -54,6 +56,7 @@ DATA = REPO.parent / "shared" / "data"
 DEMO = {"SEM": REPO / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png", "BF": REPO / "docs" / "demo" / "bf" /
         "bf_nerve_demo.png"}
 SLIDE = DATA / "bf-unlabeled" / "ROI_test_BF_0.226um.tif"
+SLIDE_PIXEL_SIZE = 0.2260500022605  # micrometres per pixel, as its name and the TEM2BF cards say
 RECOMMENDED = "TEM2SEM_tutor"
 
 
@@ -327,7 +330,9 @@ def shards_case(card, image, work, n, images=None):
     return row
 
 
-def slide_case(work, crop=None, strategy="tutor"):
+def slide_case(work, crop=None, strategy="tutor", glass=None):
+    """The slide (or a centre crop) through ``axondeepseg -t BF --pseudo STRATEGY``: wall time, peak RSS and the
+    fibres ADS's morphometrics counts in the output; ``glass`` (``skip`` / ``run``) sets ``$ADS_SYNTH_GLASS``."""
     folder = Path(work) / "slide"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pixel_size_in_micrometer.txt").write_text("0.226\n")
@@ -346,14 +351,23 @@ def slide_case(work, crop=None, strategy="tutor"):
             image.symlink_to(SLIDE)
     exe = Path(sys.executable).with_name("axondeepseg")
     cmd = [str(exe), "-t", "BF", "--pseudo", strategy, "-i", str(image), "--overwrite"]
-    wall, rss, rc, out = _run_timed(cmd, _env(), work)
+    env = _env()
+    if glass is not None:
+        from ads_synth.segmentation.sliding_window import GLASS_ENV
+
+        env[GLASS_ENV] = glass
+    wall, rss, rc, out = _run_timed(cmd, env, work)
     if rc != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {rc}:\n{out[-2000:]}")
     from ads_synth.data.images import image_shape
+    from ads_synth.segmentation.label_free import read_candidate
+    from ads_synth.segmentation.morphometrics import measure_fibres
 
     h, w = image_shape(image)
+    summary, _ = measure_fibres(read_candidate(folder, image)["label_map"], SLIDE_PIXEL_SIZE)
     return {"case": "slide", "card": f"TEM2BF_{strategy}", "image": str(image), "mpx": h * w / 1e6, "wall_s": wall,
-            "s_per_mpx": wall / (h * w / 1e6), "peak_rss_mb": rss, "load": _load()}
+            "s_per_mpx": wall / (h * w / 1e6), "peak_rss_mb": rss, "load": _load(), "glass": glass or "default",
+            "fibres": summary["fibres"]}
 
 
 def main(argv=None):
@@ -363,6 +377,8 @@ def main(argv=None):
     parser.add_argument("--slide", action="store_true", help="also the 40 Mpx bright-field slide (minutes)")
     parser.add_argument("--slide-crop", type=int, default=None, help="an N x N crop of the slide instead")
     parser.add_argument("--slide-strategies", nargs="+", default=["tutor"])
+    parser.add_argument("--slide-glass", nargs="+", default=[None], choices=["skip", "run"],
+                        help="$ADS_SYNTH_GLASS for the slide runs, each in turn (default: the default, skip)")
     parser.add_argument("--shards", type=int, default=None, metavar="N",
                         help="also images per hour with N torchrun processes against one process")
     parser.add_argument("--shard-images", type=int, default=None, metavar="K",
@@ -456,10 +472,12 @@ def main(argv=None):
               f"{machine['one_process_gflops']:.0f} -> {machine['n_processes_gflops']:.0f} GFLOP/s)", flush=True)
     if args.slide or args.slide_crop:
         for strategy in args.slide_strategies:
-            row = slide_case(work, args.slide_crop, strategy)
-            rows.append(row)
-            print(f"slide {row['card']} {row['mpx']:.1f} Mpx: {row['wall_s']:.0f} s ({row['s_per_mpx']:.2f} s/Mpx), "
-                  f"peak RSS {row['peak_rss_mb']:.0f} MB, load {row['load']}", flush=True)
+            for glass in args.slide_glass:
+                row = slide_case(work, args.slide_crop, strategy, glass)
+                rows.append(row)
+                print(f"slide {row['card']} {row['mpx']:.1f} Mpx, glass {row['glass']}: {row['wall_s']:.0f} s "
+                      f"({row['s_per_mpx']:.2f} s/Mpx), peak RSS {row['peak_rss_mb']:.0f} MB, {row['fibres']} fibres, "
+                      f"load {row['load']}", flush=True)
     header["load_after"] = list(os.getloadavg())
     print(json.dumps({"load_after": header["load_after"]}), flush=True)
     if args.json:
