@@ -353,7 +353,7 @@ def slide_case(work, crop=None, strategy="tutor", glass=None):
     cmd = [str(exe), "-t", "BF", "--pseudo", strategy, "-i", str(image), "--overwrite"]
     env = _env()
     if glass is not None:
-        from ads_synth.segmentation.sliding_window import GLASS_ENV
+        from ads_synth.data.glass import GLASS_ENV
 
         env[GLASS_ENV] = glass
     wall, rss, rc, out = _run_timed(cmd, env, work)

@@ -81,7 +81,8 @@ def test_glass_is_left_out_and_the_inside_of_an_axon_is_not():
     networks call axon (the inside of a large axon) is run as usual; elsewhere the logits are unchanged."""
     import torch
 
-    from ads_synth.segmentation.sliding_window import GLASS_SAMPLE, band_plan, stream_logits
+    from ads_synth.data.glass import GLASS_SAMPLE
+    from ads_synth.segmentation.sliding_window import band_plan, stream_logits
 
     data, patch = _glass_image(), (64, 64)
     ys, xs, _ = band_plan(data.shape[1:], patch, 0.5)
@@ -111,7 +112,7 @@ def test_glass_is_left_out_and_the_inside_of_an_axon_is_not():
 
 def test_glass_rule_follows_the_environment(monkeypatch):
     from ads_synth.errors import InputError
-    from ads_synth.segmentation.sliding_window import GLASS_ENV, skip_glass
+    from ads_synth.data.glass import GLASS_ENV, skip_glass
 
     monkeypatch.delenv(GLASS_ENV, raising=False)
     assert skip_glass() is True

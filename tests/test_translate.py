@@ -84,6 +84,39 @@ def test_output_does_not_depend_on_the_batch_size(model):
         assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
 
 
+def test_glass_comes_out_flat_without_being_translated(model, monkeypatch):
+    """Tiles of a flat region (empty glass) are not translated: the region gets its mean translation over a few of
+    its tiles and comes out flat. Every other tile keeps its own seed, so away from the glass the image is the one
+    translated without the step."""
+    from ads_synth.data.glass import GLASS_SAMPLE
+
+    img = _texture((96, 320), seed=3)
+    img[:, :160] = 128 + (np.random.default_rng(0).uniform(size=(96, 160)) < 0.02)  # glass, a speck here and there
+    seen = []
+    translate = model.translate
+
+    def counting(x, direction, seed=None):
+        seen.append(int(x.shape[0]))
+        return translate(x, direction, seed=seed)
+
+    monkeypatch.setattr(model, "translate", counting)
+    out = {}
+    for glass in (False, True):
+        seen.clear()
+        out[glass] = translate_image(model, img, 0.05, "L2U", seed=5, tile=32, progress=False, glass=glass)[0]
+        out[glass, "tiles"] = sum(seen)
+    ys, xs = tile_positions(96, 32, 4), tile_positions(320, 32, 4)
+    glass_tiles = len(ys) * sum(x + 32 <= 160 for x in xs)
+    assert out[False, "tiles"] == len(ys) * len(xs)
+    assert out[True, "tiles"] == out[False, "tiles"] - glass_tiles + GLASS_SAMPLE
+    inner = [x for x in xs if x + 32 <= 160][-2]  # a glass tile not blended with tissue
+    assert np.ptp(out[True][:, :inner + 28]) <= 1 < np.ptp(out[False][:, :inner + 28])
+    first_tissue = min(x for x in xs if x + 32 > 160)
+    far = first_tissue + 32  # beyond every tile that touches the glass
+    diff = np.abs(out[True][:, far:].astype(int) - out[False][:, far:].astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
+
+
 def _seam_ratio(out, starts, tile):
     """Mean |horizontal step| at tile edges over the mean |step| elsewhere."""
     steps = np.abs(np.diff(out.astype(np.float64), axis=1)).mean(axis=0)  # step between column c and c + 1

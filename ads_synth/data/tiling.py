@@ -122,7 +122,7 @@ def _cast_rows(block, dtype):
 
 
 def apply_tiled(image, fn, tile, overlap, batch_size=4, out=None, progress=True, *, postprocess=None,
-                out_dtype=np.float32, pad_mode="reflect", desc="tiles"):
+                out_dtype=np.float32, pad_mode="reflect", desc="tiles", fill=None):
     """Apply ``fn`` to overlapping tiles of a 2-D ``image`` and blend the results with cosine weights.
 
     Parameters
@@ -141,6 +141,8 @@ def apply_tiled(image, fn, tile, overlap, batch_size=4, out=None, progress=True,
     out_dtype : dtype of the returned array when ``out`` and ``postprocess`` are not given (float32 by default;
         float16 or uint8 keep the output small; integers are rounded and clipped).
     pad_mode : ``np.pad`` mode for images smaller than a tile (cropped back afterwards).
+    fill : optional float array ``(n_rows, n_cols)`` over the tiles (:func:`tile_positions` of each axis): where it
+        is not NaN, the tile is not passed to ``fn`` and its result is that constant (``fn`` returning 3-D results).
 
     Returns
     -------
@@ -205,8 +207,21 @@ def apply_tiled(image, fn, tile, overlap, batch_size=4, out=None, progress=True,
                 top = y
             band = _read_band(image, y, th, height, width, hp, wp, pad_mode)
             wy = wys[bi]
-            for j0 in range(0, len(xs), batch_size):
-                cols = list(range(j0, min(j0 + batch_size, len(xs))))
+            run = list(range(len(xs)))
+            if fill is not None:
+                run = [j for j in run if np.isnan(fill[bi, j])]
+                if len(run) < len(xs) and state["acc"] is None:
+                    state["channels"], state["squeeze"] = 1, True
+                    state["acc"] = np.zeros((1, th, wp), dtype=np.float32)
+                    state["wsum"] = np.zeros((th, wp), dtype=np.float32)
+                for j in sorted(set(range(len(xs))) - set(run)):
+                    w = wy[:, None] * wxs[j][None, :]
+                    state["acc"][:, :, xs[j]:xs[j] + tw] += np.float32(fill[bi, j]) * w
+                    state["wsum"][:, xs[j]:xs[j] + tw] += w
+                if bar is not None and len(run) < len(xs):
+                    bar.update(len(xs) - len(run))
+            for j0 in range(0, len(run), batch_size):
+                cols = run[j0:j0 + batch_size]
                 tiles = np.stack([band[:, xs[j]: xs[j] + tw] for j in cols])
                 result = np.asarray(fn(tiles))
                 if result.ndim == 3:

@@ -181,7 +181,7 @@ class SegmentationModel:
 
         from ads_synth.data.images import check_pixel_size
         from ads_synth.device import inference_dtype, resolve_device
-        from ads_synth.segmentation.sliding_window import skip_glass as glass_rule
+        from ads_synth.data.glass import skip_glass as glass_rule
         from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
 
         self.folder = Path(folder)
@@ -355,7 +355,8 @@ class SegmentationModel:
         """
         import torch
 
-        from ads_synth.segmentation.sliding_window import FLAT_STD, stream_logits
+        from ads_synth.data.glass import FLAT_STD
+        from ads_synth.segmentation.sliding_window import stream_logits
 
         p = self._predictor
         props = item["data_properties"]

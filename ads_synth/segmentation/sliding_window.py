@@ -16,13 +16,10 @@ prediction up to nnU-Net's float16 rounding (tested).
 Tiles of one band go through the network in batches (instance normalisation is per sample, so batching does not
 change the result), under ``torch.inference_mode``.
 
-*Glass* (``flat_std``): a whole-slide image is often a third empty glass, where the networks see the dust and
-bubbles of the mounting medium as fibres (on the 40 Mpx bright-field slide, hundreds of them). A tile whose
-intensities vary by less than ``flat_std`` times the image's own standard deviation is flat (:func:`flat_tiles`);
-flat tiles that touch each other form regions, and a region of at least :data:`GLASS_MIN_TILES` tiles is glass if
-every network labels most of each of a few sampled tiles background (:func:`glass_regions`; the inside of a large
-axon is flat too, and the networks call it axon). Glass tiles are not run: each network's mean background logits
-stand in for theirs, so glass comes out background and its tiles cost nothing.
+*Glass* (``flat_std``): empty glass around a section (:mod:`ads_synth.data.glass`) is not run when every network
+labels most of each of a few sampled tiles of a flat region background (:func:`glass_regions`; the inside of a large
+axon is flat too, and the networks call it axon); each network's mean background logits stand in for the glass
+tiles', so glass comes out background and costs nothing.
 """
 
 from __future__ import annotations
@@ -51,68 +48,8 @@ def n_tiles(shape, patch, step) -> int:
     return len(ys) * len(xs)
 
 
-FLAT_STD = 0.1
-"""A tile is flat when its standard deviation is under this fraction of the image's. On the 40 Mpx bright-field
-slide (bf-unlabeled) the tiles' standard deviations fall in two groups, glass at 0.02-0.1 of the image's and tissue
-at 0.3-2; one small myelinated fibre (2 um across, 0.23 um pixels) in a 128 px tile already gives about 0.17."""
-
-GLASS_ENV = "ADS_SYNTH_GLASS"
-"""``skip`` (the default) or ``run``: whether glass is found and left out, when the caller does not say."""
-
-GLASS_MIN_TILES = 8
-"""Flat regions with fewer tiles are run as usual."""
-
-GLASS_SAMPLE = 4
-"""Tiles of a flat region each network labels to decide whether it is glass."""
-
-
-def skip_glass(value=None) -> bool:
-    """Whether to find glass and leave it out: ``value`` if given, else ``$ADS_SYNTH_GLASS`` (``skip`` / ``run``;
-    default ``skip``)."""
-    import os
-
-    from ads_synth.errors import InputError
-
-    if value is not None:
-        return bool(value)
-    choice = os.environ.get(GLASS_ENV, "").strip().lower() or "skip"
-    if choice not in ("skip", "run"):
-        raise InputError(f"${GLASS_ENV}={choice!r}: use skip (leave empty glass out, the default) or run (run "
-                         "every tile).")
-    return choice == "skip"
-
-
-def flat_tiles(data, ys, xs, patch, flat_std):
-    """Which tiles of a ``(C, H, W)`` image are flat.
-
-    Parameters
-    ----------
-    data : torch.Tensor
-        The (padded) image the tiles are cut from.
-    ys, xs : list of int
-        Tile starts (rows, columns).
-    patch : (int, int)
-    flat_std : float
-        A tile is flat when its standard deviation is below ``flat_std`` times the image's.
-
-    Returns
-    -------
-    numpy.ndarray of bool, shape ``(len(ys), len(xs))``
-    """
-    import torch
-
-    ph, pw = (int(p) for p in patch)
-    limit = float(flat_std) * float(data.to(torch.float32).std())
-    flat = np.zeros((len(ys), len(xs)), bool)
-    for i, y in enumerate(ys):
-        band = data[:, y:y + ph].to(torch.float32)
-        for j, x in enumerate(xs):
-            flat[i, j] = float(band[:, :, x:x + pw].std()) < limit
-    return flat
-
-
 def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_axes=None, device="cpu",
-                  dtype=None, min_tiles=GLASS_MIN_TILES, n_sample=GLASS_SAMPLE):
+                  dtype=None, min_tiles=None, n_sample=None):
     """Which flat tiles are glass, and the logits that stand in for them.
 
     Parameters
@@ -120,11 +57,11 @@ def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_a
     networks, data, ys, xs, patch, mirror_axes, device, dtype
         As :func:`stream_logits` (``data`` padded).
     flat : numpy.ndarray of bool
-        :func:`flat_tiles`.
+        :func:`ads_synth.data.glass.flat_tiles`.
     background : int
         The networks' background channel.
-    min_tiles, n_sample : int
-        A region of touching flat tiles (4-connected on the tile grid) with at least ``min_tiles`` tiles is glass if
+    min_tiles, n_sample : int, optional
+        Default :data:`~ads_synth.data.glass.GLASS_MIN_TILES`, :data:`~ads_synth.data.glass.GLASS_SAMPLE`. A region of touching flat tiles (4-connected on the tile grid) with at least ``min_tiles`` tiles is glass if
         in each of ``n_sample`` of its tiles (spread over it in raster order) every network labels more than half
         the pixels background.
 
@@ -135,23 +72,21 @@ def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_a
         (None when no tile is glass).
     """
     import torch
-    from skimage.measure import label
 
+    from ads_synth.data.glass import GLASS_MIN_TILES, GLASS_SAMPLE, flat_regions
+
+    min_tiles = GLASS_MIN_TILES if min_tiles is None else min_tiles
+    n_sample = GLASS_SAMPLE if n_sample is None else n_sample
     glass = np.zeros_like(flat)
-    regions = label(flat, connectivity=1)
     sums = [0.] * len(networks)
     counts = [0] * len(networks)
-    for r in range(1, int(regions.max()) + 1):
-        where = np.argwhere(regions == r)
-        if len(where) < int(min_tiles):
-            continue
-        pick = where[np.unique(np.linspace(0, len(where) - 1, min(int(n_sample), len(where))).round().astype(int))]
-        ph, pw = (int(p) for p in patch)
+    ph, pw = (int(p) for p in patch)
+    for where, pick in flat_regions(flat, min_tiles, n_sample):
         x = torch.stack([data[:, ys[i]:ys[i] + ph, xs[j]:xs[j] + pw] for i, j in pick]).to(device, dtype)
         outs = [_predict(net, x, mirror_axes).to("cpu", torch.float32) for net in networks]
         if not all(((o.argmax(1) == background).flatten(1).float().mean(1) > 0.5).all() for o in outs):
             continue
-        glass[regions == r] = True
+        glass[tuple(where.T)] = True
         for k, o in enumerate(outs):
             bg = o.argmax(1) == background
             sums[k] = sums[k] + o.movedim(1, -1)[bg].sum(0)
@@ -214,8 +149,8 @@ def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axe
     dtype : torch.dtype, optional
         The networks' parameter dtype (tiles are cast to it); default float32. Logits are accumulated in float32.
     flat_std : float, optional
-        Find glass among the flat tiles and do not run it (the module docstring, :data:`FLAT_STD`); None: run every
-        tile.
+        Find glass among the flat tiles and do not run it (the module docstring,
+        :data:`ads_synth.data.glass.FLAT_STD`); None: run every tile.
     background : int
         The networks' background channel (for ``flat_std``).
 
@@ -227,6 +162,8 @@ def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axe
     import torch
     from acvl_utils.cropping_and_padding.padding import pad_nd_image
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    from ads_synth.data.glass import flat_tiles
 
     device = torch.device(device)
     dtype = dtype or torch.float32
@@ -247,7 +184,7 @@ def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axe
     flat, refs = np.zeros((len(ys), len(xs)), bool), None
     if flat_std is not None:
         with torch.inference_mode():
-            flat, refs = glass_regions(networks, data, ys, xs, flat_tiles(data, ys, xs, (ph, pw), flat_std),
+            flat, refs = glass_regions(networks, data, ys, xs, flat_tiles(data.numpy(), ys, xs, (ph, pw), flat_std),
                                        (ph, pw), background=background, mirror_axes=mirror_axes, device=device,
                                        dtype=dtype)
     if refs is not None:

@@ -16,6 +16,7 @@ A checkpoint is rebuilt from its own ``config.json``, never from the code's pres
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -112,11 +113,11 @@ class SynDiff(TranslatorMixin, nn.Module):
             ``(B, 1, H, W)`` in [-1, 1]; H and W multiples of :attr:`size_multiple`. Moved to the model's device.
         direction : str
             ``"L2U"`` or ``"U2L"``.
-        seed : int, optional
+        seed : int or sequence of int, optional
             Tile ``b`` of the batch draws its initial noise, latents and posterior noise from a ``torch.Generator``
-            (on the model's device) seeded with ``seed + b``: the same seed gives the same output, and a tile's
-            output depends on its own seed only, not on the batch it is in. None draws from torch's global
-            generator.
+            (on the model's device) seeded with ``seed + b`` (or ``seed[b]``): the same seed gives the same output,
+            and a tile's output depends on its own seed only, not on the batch it is in. None draws from torch's
+            global generator.
 
         Returns
         -------
@@ -130,8 +131,11 @@ class SynDiff(TranslatorMixin, nn.Module):
         rng = None
         if seed is not None:
             rng = [torch.Generator(device=param.device) for _ in range(x.shape[0])]
-            for b, g in enumerate(rng):
-                g.manual_seed(int(seed) + b)
+            seeds = [int(seed) + b for b in range(x.shape[0])] if np.ndim(seed) == 0 else [int(v) for v in seed]
+            if len(seeds) != x.shape[0]:
+                raise ValueError(f"{len(seeds)} seeds for {x.shape[0]} tiles")
+            for g, v in zip(rng, seeds):
+                g.manual_seed(v)
         was_training = gen.training
         gen.eval()
         try:

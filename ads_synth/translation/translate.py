@@ -18,7 +18,11 @@ files :func:`translate_files` writes beside an output give its *physical* pixel 
 grid, ``work_S`` on the model grid: the field of view is the input's), which is what morphometrics need; the
 effective one is kept in the sidecar as ``DomainPixelSize``.
 
-Seeds: tile ``k`` (in reading order) is translated with seed ``seed * 1_000_003 + k`` (its own generator,
+Glass (``glass=True``, opt-in): tiles in a flat region (empty glass around a section, :mod:`ads_synth.data.glass`)
+are not translated; the region's mean translation over a few of its tiles (seeds ``seed * 1_000_003 + 10**9 + r``
+for region ``r``) fills them, so glass comes out flat and the segmentation leaves it out too.
+
+Seeds: tile ``k`` (in reading order) has seed ``seed * 1_000_003 + k`` (its own generator,
 :meth:`ads_synth.translation.model.SynDiff.translate`), so a result depends only on ``seed`` and the tiling, not on
 how many tiles go through the network at once. Batches hold :data:`BATCH_PIXELS` pixels (16 tiles of 128): on a
 2-core CPU 1.7-2x faster than 4 tiles a call, the networks' many small operations costing less per tile.
@@ -78,7 +82,7 @@ def default_batch_size(tile) -> int:
 
 
 def translate_image(model, image, pixel_size, direction, *, output_grid="input", tile=None, overlap=None,
-                    batch_size=None, seed=0, progress=True):
+                    batch_size=None, seed=0, progress=True, glass=False):
     """Translate one whole 2-D image.
 
     Parameters
@@ -102,6 +106,11 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         Seed of the diffusion sampling (see the module docstring).
     progress : bool
         tqdm bar over tiles.
+    glass : bool
+        Give each flat region (empty glass, :mod:`ads_synth.data.glass`) the region's mean translation over a few
+        of its tiles instead of translating every tile, so that it comes out flat and the segmentation leaves it
+        out too. Off by default: the L model's z-score then changes over the whole image, and on the 40 Mpx
+        bright-field slide that moved 32% of the adaptation's labels inside the section (docs/results.md).
 
     Returns
     -------
@@ -143,26 +152,56 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     done = [0]
 
     @torch.no_grad()
-    def fn(batch):
+    def run(batch, first_seed, what):
         batch = apply_normalization(batch, params)
         xb = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
-        yb = model.translate(xb, direction, seed=seed * 1_000_003 + done[0])
-        require_finite(yb, f"translation {direction} of tiles {done[0]}-{done[0] + len(batch) - 1}",
+        yb = model.translate(xb, direction, seed=first_seed)
+        require_finite(yb, f"translation {direction} of {what}",
                        "the translation model's weights are damaged or diverged: reinstall or retrain it.")
-        done[0] += len(batch)
         return yb[:, 0].float().cpu().numpy()
 
     was_training = model.training
     model.eval()
     try:
+        fill = _glass_fill(x, tile, overlap, run, seed) if glass else None
+        # each translated tile keeps its raster index's seed, whether or not glass tiles are left out before it
+        index = None if fill is None else np.flatnonzero(np.isnan(fill).ravel())
+
+        def fn(batch):
+            first = seed * 1_000_003
+            seeds = (first + done[0] if index is None
+                     else [first + int(k) for k in index[done[0]:done[0] + len(batch)]])
+            out = run(batch, seeds, f"tiles {done[0]}-{done[0] + len(batch) - 1}")
+            done[0] += len(batch)
+            return out
+
         out = apply_tiled(x, fn, tile, overlap, batch_size=batch_size, progress=progress,
-                          postprocess=to_uint8, desc=f"translate {direction}")
+                          postprocess=to_uint8, desc=f"translate {direction}", fill=fill)
     finally:
         model.train(was_training)
     if output_grid == "model":
         return out, work[target]
     del x
     return resize_to(out, image.shape, order=1), pixel_size * work[target] / work[source]
+
+
+def _glass_fill(x, tile, overlap, run, seed):
+    """The constant output of each tile of ``x`` in a flat region (:mod:`ads_synth.data.glass`): the region's mean
+    translation over a few of its tiles, so that glass comes out flat; NaN elsewhere. None when no region."""
+    from ads_synth.data.glass import flat_regions, flat_tiles
+
+    ys = tile_positions(max(x.shape[0], tile), tile, overlap)
+    xs = tile_positions(max(x.shape[1], tile), tile, overlap)
+    if x.shape[0] < tile or x.shape[1] < tile:
+        return None
+    regions = flat_regions(flat_tiles(x, ys, xs, (tile, tile)))
+    if not regions:
+        return None
+    fill = np.full((len(ys), len(xs)), np.nan, np.float32)
+    for r, (where, pick) in enumerate(regions):
+        batch = np.stack([x[ys[i]:ys[i] + tile, xs[j]:xs[j] + tile] for i, j in pick])
+        fill[tuple(where.T)] = run(batch, seed * 1_000_003 + 10 ** 9 + r, f"flat region {r + 1}").mean()
+    return fill
 
 
 def count_tiles(model, shape, pixel_size, direction, tile=None, overlap=None) -> int:
