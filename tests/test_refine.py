@@ -105,13 +105,13 @@ def _one_line_exit_2(args, capsys, *words):
 # -- the loop end to end -----------------------------------------------------------------------------------------
 def test_refine_raises_dice_on_a_held_back_image_and_installs_a_refined_card(family, tmp_path, capsys, user_cards,
                                                                              monkeypatch):
+    from ads_synth.cards.lookup import get_card
     from ads_synth.device import PRECISION_ENV
     from ads_synth.integration.pseudo_action import run_pseudo_labels
 
     # float32 networks: the shipped card's float16 weights against the work's float32 ones, and nothing else (in
     # bfloat16 the two round differently, and a barely trained tiny model has many pixels near p = 0.5)
     monkeypatch.setenv(PRECISION_ENV, "float32")
-    from ads_synth.cards.lookup import get_card
 
     samples = _bundled()
     from ads_synth.data.datasets import load_label_map

@@ -111,8 +111,10 @@ def test_glass_is_left_out_and_the_inside_of_an_axon_is_not():
 
 
 def test_glass_rule_follows_the_environment(monkeypatch):
-    from ads_synth.errors import InputError
+    """``$ADS_SYNTH_GLASS``: skip by default, run turns it off, an explicit choice wins, a bad value is one clear
+    error."""
     from ads_synth.data.glass import GLASS_ENV, skip_glass
+    from ads_synth.errors import InputError
 
     monkeypatch.delenv(GLASS_ENV, raising=False)
     assert skip_glass() is True

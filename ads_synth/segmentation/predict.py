@@ -179,9 +179,9 @@ class SegmentationModel:
                  batch_size=4, streaming=True, precision=None, skip_glass=None):
         import torch
 
+        from ads_synth.data.glass import skip_glass as glass_rule
         from ads_synth.data.images import check_pixel_size
         from ads_synth.device import inference_dtype, resolve_device
-        from ads_synth.data.glass import skip_glass as glass_rule
         from ads_synth.segmentation.nnunet_env import import_nnunet, quiet
 
         self.folder = Path(folder)

@@ -61,7 +61,8 @@ def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_a
     background : int
         The networks' background channel.
     min_tiles, n_sample : int, optional
-        Default :data:`~ads_synth.data.glass.GLASS_MIN_TILES`, :data:`~ads_synth.data.glass.GLASS_SAMPLE`. A region of touching flat tiles (4-connected on the tile grid) with at least ``min_tiles`` tiles is glass if
+        Default :data:`~ads_synth.data.glass.GLASS_MIN_TILES` and :data:`~ads_synth.data.glass.GLASS_SAMPLE`. A
+        region of touching flat tiles (4-connected on the tile grid) with at least ``min_tiles`` tiles is glass if
         in each of ``n_sample`` of its tiles (spread over it in raster order) every network labels more than half
         the pixels background.
 

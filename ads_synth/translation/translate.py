@@ -152,10 +152,10 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     done = [0]
 
     @torch.no_grad()
-    def run(batch, first_seed, what):
+    def run(batch, seeds, what):
         batch = apply_normalization(batch, params)
         xb = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
-        yb = model.translate(xb, direction, seed=first_seed)
+        yb = model.translate(xb, direction, seed=seeds)
         require_finite(yb, f"translation {direction} of {what}",
                        "the translation model's weights are damaged or diverged: reinstall or retrain it.")
         return yb[:, 0].float().cpu().numpy()
@@ -190,10 +190,9 @@ def _glass_fill(x, tile, overlap, run, seed):
     translation over a few of its tiles, so that glass comes out flat; NaN elsewhere. None when no region."""
     from ads_synth.data.glass import flat_regions, flat_tiles
 
-    ys = tile_positions(max(x.shape[0], tile), tile, overlap)
-    xs = tile_positions(max(x.shape[1], tile), tile, overlap)
     if x.shape[0] < tile or x.shape[1] < tile:
         return None
+    ys, xs = tile_positions(x.shape[0], tile, overlap), tile_positions(x.shape[1], tile, overlap)
     regions = flat_regions(flat_tiles(x, ys, xs, (tile, tile)))
     if not regions:
         return None

@@ -81,7 +81,8 @@ class Translator(Protocol):
 
     def translate(self, x, direction, seed=None):
         """``(B, 1, H, W)`` float tensor in [-1, 1] of the source domain of ``direction`` (``"L2U"`` / ``"U2L"``)
-        -> the same shape in [-1, 1], the target domain; ``seed`` makes stochastic translators repeatable."""
+        -> the same shape in [-1, 1], the target domain; ``seed`` (an int for tile 0, tile ``b`` taking
+        ``seed + b``, or one int per tile) makes stochastic translators repeatable."""
 
     def save_pretrained(self, directory, **kwargs):
         """Write ``config.json`` (with :data:`CLASS_KEY`) and ``weights.pt`` into ``directory``."""
