@@ -5,8 +5,9 @@ mounting medium there as fibres, and the tiles cost as much as tissue. A tile wh
 :data:`FLAT_STD` times the image's own standard deviation is flat (:func:`flat_tiles`); flat tiles that touch form
 regions (:func:`flat_regions`), and only regions of at least :data:`GLASS_MIN_TILES` tiles count. What is done
 with them is the caller's: the segmentation confirms with its networks that a region is background and does not
-run it (:func:`ads_synth.segmentation.sliding_window.glass_regions`; ``$ADS_SYNTH_GLASS``, :func:`skip_glass`, turns
-it off); the translation, when asked (``translate_image(glass=True)``), gives each region its own mean output.
+run it (:func:`ads_synth.segmentation.sliding_window.glass_regions`); the translation gives each region its own mean
+output (:func:`ads_synth.translation.translate.translate_image`). ``$ADS_SYNTH_GLASS`` (:func:`skip_glass`) turns
+both off.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ files :func:`translate_files` writes beside an output give its *physical* pixel 
 grid, ``work_S`` on the model grid: the field of view is the input's), which is what morphometrics need; the
 effective one is kept in the sidecar as ``DomainPixelSize``.
 
-Glass (``glass=True``, opt-in): tiles in a flat region (empty glass around a section, :mod:`ads_synth.data.glass`)
-are not translated; the region's mean translation over a few of its tiles (seeds ``seed * 1_000_003 + 10**9 + r``
-for region ``r``) fills them, so glass comes out flat and the segmentation leaves it out too.
+Glass: tiles in a flat region (empty glass around a section, :mod:`ads_synth.data.glass`) are not translated; the
+region's mean translation over a few of its tiles (seeds ``seed * 1_000_003 + 10**9 + r`` for region ``r``) fills
+them, so glass comes out flat and the segmentation leaves it out too (``$ADS_SYNTH_GLASS=run``: every tile).
 
 Seeds: tile ``k`` (in reading order) has seed ``seed * 1_000_003 + k`` (its own generator,
 :meth:`ads_synth.translation.model.SynDiff.translate`), so a result depends only on ``seed`` and the tiling, not on
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ads_synth.data.glass import skip_glass
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
 from ads_synth.data.normalize import apply_normalization, normalization_params, to_uint8
 from ads_synth.data.resample import check_working_size, rescale_to_pixel_size, rescaled_shape, resize_to, scale_factor
@@ -82,7 +83,7 @@ def default_batch_size(tile) -> int:
 
 
 def translate_image(model, image, pixel_size, direction, *, output_grid="input", tile=None, overlap=None,
-                    batch_size=None, seed=0, progress=True, glass=False):
+                    batch_size=None, seed=0, progress=True, glass=None):
     """Translate one whole 2-D image.
 
     Parameters
@@ -106,11 +107,10 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         Seed of the diffusion sampling (see the module docstring).
     progress : bool
         tqdm bar over tiles.
-    glass : bool
+    glass : bool, optional
         Give each flat region (empty glass, :mod:`ads_synth.data.glass`) the region's mean translation over a few
         of its tiles instead of translating every tile, so that it comes out flat and the segmentation leaves it
-        out too. Off by default: the L model's z-score then changes over the whole image, and on the 40 Mpx
-        bright-field slide that moved 32% of the adaptation's labels inside the section (docs/results.md).
+        out too; default ``$ADS_SYNTH_GLASS`` or True.
 
     Returns
     -------
@@ -163,7 +163,7 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
     was_training = model.training
     model.eval()
     try:
-        fill = _glass_fill(x, tile, overlap, run, seed) if glass else None
+        fill = _glass_fill(x, tile, overlap, run, seed) if skip_glass(glass) else None
         # each translated tile keeps its raster index's seed, whether or not glass tiles are left out before it
         index = None if fill is None else np.flatnonzero(np.isnan(fill).ravel())
 
