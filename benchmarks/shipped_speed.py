@@ -56,7 +56,7 @@ DATA = REPO.parent / "shared" / "data"
 DEMO = {"SEM": REPO / "docs" / "demo" / "sub-rat8_sample-V915_SEM.png", "BF": REPO / "docs" / "demo" / "bf" /
         "bf_nerve_demo.png"}
 SLIDE = DATA / "bf-unlabeled" / "ROI_test_BF_0.226um.tif"
-SLIDE_PIXEL_SIZE = 0.2260500022605  # micrometres per pixel, as its name and the TEM2BF cards say
+SLIDE_PIXEL_SIZE = 0.226  # micrometres per pixel, as its name says; written beside it for the CLI
 RECOMMENDED = "TEM2SEM_tutor"
 
 
@@ -335,7 +335,7 @@ def slide_case(work, crop=None, strategy="tutor", glass=None):
     fibres ADS's morphometrics counts in the output; ``glass`` (``skip`` / ``run``) sets ``$ADS_SYNTH_GLASS``."""
     folder = Path(work) / "slide"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pixel_size_in_micrometer.txt").write_text("0.226\n")
+    (folder / "pixel_size_in_micrometer.txt").write_text(f"{SLIDE_PIXEL_SIZE}\n")
     if crop:
         import tifffile
 

@@ -207,19 +207,18 @@ def apply_tiled(image, fn, tile, overlap, batch_size=4, out=None, progress=True,
                 top = y
             band = _read_band(image, y, th, height, width, hp, wp, pad_mode)
             wy = wys[bi]
-            run = list(range(len(xs)))
-            if fill is not None:
-                run = [j for j in run if np.isnan(fill[bi, j])]
-                if len(run) < len(xs) and state["acc"] is None:
-                    state["channels"], state["squeeze"] = 1, True
-                    state["acc"] = np.zeros((1, th, wp), dtype=np.float32)
-                    state["wsum"] = np.zeros((th, wp), dtype=np.float32)
-                for j in sorted(set(range(len(xs))) - set(run)):
-                    w = wy[:, None] * wxs[j][None, :]
-                    state["acc"][:, :, xs[j]:xs[j] + tw] += np.float32(fill[bi, j]) * w
-                    state["wsum"][:, xs[j]:xs[j] + tw] += w
-                if bar is not None and len(run) < len(xs):
-                    bar.update(len(xs) - len(run))
+            filled = [] if fill is None else [j for j in range(len(xs)) if not np.isnan(fill[bi, j])]
+            run = [j for j in range(len(xs)) if j not in filled]
+            if filled and state["acc"] is None:
+                state["channels"], state["squeeze"] = 1, True
+                state["acc"] = np.zeros((1, th, wp), dtype=np.float32)
+                state["wsum"] = np.zeros((th, wp), dtype=np.float32)
+            for j in filled:
+                w = wy[:, None] * wxs[j][None, :]
+                state["acc"][:, :, xs[j]:xs[j] + tw] += np.float32(fill[bi, j]) * w
+                state["wsum"][:, xs[j]:xs[j] + tw] += w
+            if bar is not None and filled:
+                bar.update(len(filled))
             for j0 in range(0, len(run), batch_size):
                 cols = run[j0:j0 + batch_size]
                 tiles = np.stack([band[:, xs[j]: xs[j] + tw] for j in cols])

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ads_synth.data.glass import GLASS_MIN_TILES, GLASS_SAMPLE, flat_regions, flat_tiles
+
 
 def band_plan(shape, patch, step):
     """nnU-Net's tile starts for an image of ``shape`` ``(H, W)`` (padded to at least ``patch``).
@@ -49,7 +51,7 @@ def n_tiles(shape, patch, step) -> int:
 
 
 def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_axes=None, device="cpu",
-                  dtype=None, min_tiles=None, n_sample=None):
+                  dtype=None, min_tiles=GLASS_MIN_TILES, n_sample=GLASS_SAMPLE):
     """Which flat tiles are glass, and the logits that stand in for them.
 
     Parameters
@@ -60,9 +62,8 @@ def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_a
         :func:`ads_synth.data.glass.flat_tiles`.
     background : int
         The networks' background channel.
-    min_tiles, n_sample : int, optional
-        Default :data:`~ads_synth.data.glass.GLASS_MIN_TILES` and :data:`~ads_synth.data.glass.GLASS_SAMPLE`. A
-        region of touching flat tiles (4-connected on the tile grid) with at least ``min_tiles`` tiles is glass if
+    min_tiles, n_sample : int
+        A region of touching flat tiles (4-connected on the tile grid) with at least ``min_tiles`` tiles is glass if
         in each of ``n_sample`` of its tiles (spread over it in raster order) every network labels more than half
         the pixels background.
 
@@ -74,10 +75,6 @@ def glass_regions(networks, data, ys, xs, flat, patch, *, background=0, mirror_a
     """
     import torch
 
-    from ads_synth.data.glass import GLASS_MIN_TILES, GLASS_SAMPLE, flat_regions
-
-    min_tiles = GLASS_MIN_TILES if min_tiles is None else min_tiles
-    n_sample = GLASS_SAMPLE if n_sample is None else n_sample
     glass = np.zeros_like(flat)
     sums = [0.] * len(networks)
     counts = [0] * len(networks)
@@ -163,8 +160,6 @@ def stream_logits(networks, data, patch, step, emit, *, batch_size=4, mirror_axe
     import torch
     from acvl_utils.cropping_and_padding.padding import pad_nd_image
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
-
-    from ads_synth.data.glass import flat_tiles
 
     device = torch.device(device)
     dtype = dtype or torch.float32

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ads_synth.data.glass import skip_glass
+from ads_synth.data.glass import flat_regions, flat_tiles, skip_glass
 from ads_synth.data.images import PIXEL_SIZE_FILE, check_pixel_size, read_image, read_pixel_size_file
 from ads_synth.data.normalize import apply_normalization, normalization_params, to_uint8
 from ads_synth.data.resample import check_working_size, rescale_to_pixel_size, rescaled_shape, resize_to, scale_factor
@@ -167,7 +167,7 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
         # each translated tile keeps its raster index's seed, whether or not glass tiles are left out before it
         index = None if fill is None else np.flatnonzero(np.isnan(fill).ravel())
 
-        def fn(batch):
+        def fn(batch):  # an int seed (tile b: seed + b) unless glass tiles were left out before some of these
             first = seed * 1_000_003
             seeds = (first + done[0] if index is None
                      else [first + int(k) for k in index[done[0]:done[0] + len(batch)]])
@@ -188,8 +188,6 @@ def translate_image(model, image, pixel_size, direction, *, output_grid="input",
 def _glass_fill(x, tile, overlap, run, seed):
     """The constant output of each tile of ``x`` in a flat region (:mod:`ads_synth.data.glass`): the region's mean
     translation over a few of its tiles, so that glass comes out flat; NaN elsewhere. None when no region."""
-    from ads_synth.data.glass import flat_regions, flat_tiles
-
     if x.shape[0] < tile or x.shape[1] < tile:
         return None
     ys, xs = tile_positions(x.shape[0], tile, overlap), tile_positions(x.shape[1], tile, overlap)
