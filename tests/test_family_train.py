@@ -277,6 +277,12 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert second["kept"] == (second["score"] > second["best_before"])  # both ranked in round 2's scoring
     assert proxy["model"] == (second if second["kept"] else first)["model"]
     assert (out / "work" / "teacher_labels" / "proxy").is_dir()  # round 1's labels on every U image taught round 2
+    # round 1 fine-tuned from its teacher's network, round 2 from round 1's, both recorded in the model's json
+    assert first["initial_weights"] and second["initial_weights"] == "the U model's folds"
+    from ads_synth.segmentation.predict import read_model_info
+
+    recorded = read_model_info(out / first["model"])["trained_on"]["initial_weights"]
+    assert recorded == first["initial_weights"]
     made = [s.name for s in family_strategies()]
     assert set(made) == {"tutor", "adapt", "proxy", "direct", "invert", "histmatch"} and auto in made
     from ads_synth.family.cards import choose_auto

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ads_synth.errors import InputError
+from ads_synth.segmentation.warm_start import FINETUNE_LR
 
 STATE_FILE = "refine_state.json"
 OWNED = (STATE_FILE, "work", "model", "pseudo_labels", "card")
@@ -46,8 +47,6 @@ REFINED_DATASET_ID = 504
 #: Default schedule: short, a fine-tune (about 300 steps of the compact network).
 DEFAULT_EPOCHS = 12
 DEFAULT_ITERATIONS = 25
-#: Fine-tuning starts at half nnU-Net's initial learning rate (1e-2), decayed as nnU-Net does (poly).
-FINETUNE_LR = 5e-3
 #: From scratch (a family without a model of its target): nnU-Net's own learning rate, more epochs.
 SCRATCH_LR = 1e-2
 SCRATCH_EPOCH_FACTOR = 3

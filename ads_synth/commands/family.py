@@ -1,6 +1,7 @@
 """``ads-synth family train``: a whole model family for a new modality from its unlabeled images, in one command."""
 
 from ads_synth.family.budget import DEFAULT_BUDGET_MINUTES
+from ads_synth.family.options import PROXY_STARTS
 
 
 def run_train(args):
@@ -13,7 +14,7 @@ def run_train(args):
         verbose=args.verbose, pixel_size=args.pixel_size, scale=args.scale, preset=args.preset, folds=args.folds,
         steps=args.steps, epochs=args.epochs, proxy_epochs=args.proxy_epochs, iterations=args.iterations,
         patch=args.patch, register=not args.no_install, train_l_model=args.train_l_model,
-        rounds=args.rounds)
+        rounds=args.rounds, proxy_start=args.proxy_start)
     family = train_family(opts)
     if args.verbose == 0:
         print(f"{opts.pair}: auto = {family['auto']}; cards {', '.join(family['cards'])}")
@@ -68,6 +69,9 @@ def register(subparsers):
     expert.add_argument("--rounds", default="auto", metavar="N",
                         help="self-training rounds of the proxy: auto (the default: up to 3, while the label-free "
                         "score improves and the budget allows) or a most number of rounds")
+    expert.add_argument("--proxy-start", dest="proxy_start", choices=PROXY_STARTS, default="teacher",
+                        help="what the proxy's training starts from: teacher (the default: the network of the "
+                        "teacher it learns from, e.g. the L model for invert) or scratch (random weights)")
     expert.add_argument("--train-l-model", dest="train_l_model", action="store_true",
                         help="train the L model even when a shipped one was trained on exactly these labeled images "
                         "(default: reuse it)")

@@ -12,6 +12,8 @@ from ads_synth.errors import InputError
 #: Smallest image side (pixels) a family can learn from: translation and nnU-Net train on tiles of this order.
 MIN_IMAGE_SIDE = 128
 _MODALITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+#: ``--proxy-start``: the teacher's network (the default) or random weights.
+PROXY_STARTS = ("teacher", "scratch")
 
 
 @dataclass
@@ -55,6 +57,9 @@ class FamilyOptions:
         Self-training rounds of the proxy: ``auto`` (up to :data:`ads_synth.family.train.MAX_ROUNDS`, while the
         label-free score improves and the budget allows) or a most number of rounds (each kept only if it
         improves).
+    proxy_start : {"teacher", "scratch"}
+        What the proxy's folds start from: the teacher's network (:mod:`ads_synth.segmentation.warm_start`, the
+        default) or random weights.
     """
 
     unlabeled: list
@@ -79,6 +84,7 @@ class FamilyOptions:
     register: bool = True
     train_l_model: bool = False
     rounds: object = "auto"
+    proxy_start: str = "teacher"
 
     @property
     def pair(self) -> str:
@@ -101,6 +107,8 @@ class FamilyOptions:
             "pixel_size": self.pixel_size,
             "train_l_model": bool(self.train_l_model),
             "rounds": self.rounds,
+            # recorded only when not the default, so that runs made before the option existed continue
+            **({} if self.proxy_start == "teacher" else {"proxy_start": self.proxy_start}),
         }
 
 
@@ -164,6 +172,8 @@ def check_options(opts) -> FamilyOptions:
     for name in ("steps", "epochs", "proxy_epochs", "iterations"):
         setattr(opts, name, _positive_int(getattr(opts, name), "--" + name.replace("_", "-")))
     opts.patch = _positive_int(opts.patch, "--patch")
+    if opts.proxy_start not in PROXY_STARTS:
+        raise InputError(f"--proxy-start {opts.proxy_start!r}: give one of {', '.join(PROXY_STARTS)}.")
     if str(opts.rounds).strip().lower() == "auto":
         opts.rounds = "auto"
     else:

@@ -14,8 +14,10 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
 5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
 6. ``proxy``: the teacher's pseudo labels on every U image (a whole slide: on crops of it,
    :func:`ads_synth.family.crops.training_images`), a proxy nnU-Net self-trained on their confident part
-   (plus L translated into U's look), scored like the candidates; then more rounds, each learning from the last
-   one's labels, while the label-free score improves and the budget allows (``--rounds``).
+   (plus L translated into U's look), its folds fine-tuned from the teacher's network
+   (:mod:`ads_synth.segmentation.warm_start`; ``--proxy-start scratch``: random weights), scored like the
+   candidates; then more rounds, each learning from the last one's labels and starting from its network, while
+   the label-free score improves and the budget allows (``--rounds``).
 7. ``family``: the cards (tutor, adapt, proxy, and the cheap baselines direct, invert and histmatch, which apply
    the L model's files) and ``auto`` = the best-scoring of them (:func:`ads_synth.family.cards.choose_auto`), in
    ``OUT/family/``, installed.
@@ -343,8 +345,10 @@ class FamilyRun:
         import time
 
         from ads_synth.segmentation.model_building import train_proxy_model
+        from ads_synth.segmentation.warm_start import warm_start
 
         teacher = self.state.result("choice")["teacher"]
+        teachers = self.state.result("teachers")
         items = self._teacher_labels(teacher)
         translation = self._abs(self.state.result("translation")["model"])
         cands = self.state.result("candidates")
@@ -355,10 +359,17 @@ class FamilyRun:
         for r in range(1, limit + 1):
             t0 = time.monotonic()
             name = "proxy" if r == 1 else f"proxy_r{r}"
+            settings = self._settings(self.plan.proxy_epochs)
+            init, how = {}, None
+            if self.opts.proxy_start == "teacher":  # round 1 from the teacher's network, later ones from the last
+                init, how = warm_start(teacher if r == 1 else "proxy", l_model=self._abs(teachers["L"]),
+                                       u_model=self._abs(teachers["tutor"] if r == 1 else best["model"]),
+                                       folds=settings.folds, network=settings.compact_plan().to_dict(),
+                                       work=self.work / "warm_start" / name)
             model = train_proxy_model(items, self.labeled, self._translation_model(), translation,
                                       self.work / "models" / name,
                                       self.work / ("nnunet" if r == 1 else f"nnunet_{name}"),
-                                      settings=self._settings(self.plan.proxy_epochs))
+                                      settings=settings, init_weights=init, initial_weights=how)
             folder = self.work / "candidates" / name
             self._label(images, ["proxy"], {"proxy": model}, {"proxy": folder}, None)
             tried = {x["name"]: x["candidates"] for x in rounds}
@@ -366,6 +377,7 @@ class FamilyRun:
             against = None if best is None else scores[best["name"]]["score"]  # the best round, ranked alike
             kept = against is None or scores[name]["score"] > against
             rounds.append({"round": r, "name": name, "model": self._rel(model), "candidates": self._rel(folder),
+                           "initial_weights": how,
                            "score": scores[name]["score"], "best_before": against, "kept": kept,
                            "seconds": round(time.monotonic() - t0, 1)})
             if not kept:

@@ -441,7 +441,8 @@ def train_tutor_model(labeled_samples, translation_model, translation_path, mode
 
 
 def train_proxy_model(pseudo_items, labeled_samples, translation_model, translation_path, model_dir, work_dir, *,
-                      settings=None, min_confidence=DEFAULT_MIN_CONFIDENCE, overwrite=False, seed=0) -> Path:
+                      settings=None, min_confidence=DEFAULT_MIN_CONFIDENCE, overwrite=False, seed=0,
+                      init_weights=None, initial_weights=None) -> Path:
     """Train the proxy: U images with their confident pseudo labels plus ``{X_L->U, Y_L}`` (module docstring).
 
     Parameters
@@ -459,6 +460,11 @@ def train_proxy_model(pseudo_items, labeled_samples, translation_model, translat
     overwrite : bool
     seed : int
         Translation seed.
+    init_weights : dict, optional
+        ``{fold: checkpoint}`` starting each fold (:func:`ads_synth.segmentation.warm_start.warm_start`); the
+        folds are then fine-tuned from :data:`~ads_synth.segmentation.warm_start.FINETUNE_LR`.
+    initial_weights : str, optional
+        How ``init_weights`` were made, recorded in ``ads_synth.json`` (``trained_on.initial_weights``).
 
     Returns
     -------
@@ -466,6 +472,7 @@ def train_proxy_model(pseudo_items, labeled_samples, translation_model, translat
         ``model_dir``.
     """
     from ads_synth.checksums import files_digest
+    from ads_synth.segmentation.warm_start import FINETUNE_LR
 
     settings = (settings or TrainSettings()).check()
     if not 0.0 <= float(min_confidence) <= 1.0:
@@ -475,10 +482,12 @@ def train_proxy_model(pseudo_items, labeled_samples, translation_model, translat
                          unlabeled_sha256=files_digest(item[0].image for item in pseudo_items),
                          pseudo_labels=sorted({Path(item[2]).parent.name for item in pseudo_items}),
                          pseudo_labels_sha256=files_digest(p for item in pseudo_items for p in item[2:4]),
-                         min_confidence=float(min_confidence))
+                         min_confidence=float(min_confidence),
+                         initial_weights=initial_weights if init_weights else None)
     return build_segmentation_model(
         model_dir, work_dir, dataset_id=PROXY_DATASET_ID, dataset_label="proxy",
         cases=lambda: itertools.chain(pseudo_labeled_cases(pseudo_items, info["pixel_size"], min_confidence),
                                       translated_cases(labeled_samples, translation_model, seed)),
         n_cases=len(pseudo_items) + len(labeled_samples), info=info, settings=settings, channel_name="U",
-        overwrite=overwrite, ignore_label=True)
+        overwrite=overwrite, ignore_label=True, init_weights=init_weights or None,
+        initial_lr=FINETUNE_LR if init_weights else None)
