@@ -20,7 +20,6 @@ output and the self-training can only refine it:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 #: Fine-tuning starts at half nnU-Net's initial learning rate (1e-2), decayed as nnU-Net does (poly).
@@ -34,28 +33,27 @@ FIRST_CONV_KEYS = tuple(f"{owner}encoder.stages.0.0.convs.0.{name}.weight" for o
                         for name in ("conv", "all_modules.0"))
 #: The parts of the compact plan that make the network (patch and batch size do not change its weights).
 _NETWORK_KEYS = ("n_stages", "base_features", "max_features")
-_CHECKPOINT = "checkpoint_final.pth"
 
 
 def network_plan(model_dir):
     """The compact-network shape recorded in ``model_dir/ads_synth.json`` (``None`` when it is not a compact
     ads-synth model, e.g. an AxonDeepSeg model folder)."""
-    path = Path(model_dir) / "ads_synth.json"
-    if not path.is_file():
-        return None
-    plan = json.loads(path.read_text(encoding="utf-8")).get("compact_plan")
-    return None if not plan else {k: plan.get(k) for k in _NETWORK_KEYS}
+    from ads_synth.segmentation.predict import read_model_info
+
+    plan = read_model_info(model_dir).get("compact_plan") if Path(model_dir).is_dir() else None
+    return {k: plan.get(k) for k in _NETWORK_KEYS} if plan else None
 
 
 def teacher_checkpoints(model_dir, folds) -> dict:
     """``{fold: checkpoint}`` starting each of ``folds`` from ``model_dir``'s fold of the same number, else its
     first trained fold (a model trained with ``--folds all`` starts every fold)."""
-    model_dir = Path(model_dir)
-    trained = {p.parent.name[len("fold_"):]: p for p in sorted(model_dir.glob(f"fold_*/{_CHECKPOINT}"))}
+    from ads_synth.segmentation.predict import CHECKPOINT_FINAL, finished_folds
+
+    trained = finished_folds(model_dir)
     if not trained:
         return {}
-    first = next(iter(trained.values()))
-    return {fold: trained.get(str(fold), first) for fold in folds}
+    return {fold: Path(model_dir) / f"fold_{fold if fold in trained else trained[0]}" / CHECKPOINT_FINAL
+            for fold in folds}
 
 
 def negate_first_conv(checkpoint, out_path):
@@ -67,12 +65,11 @@ def negate_first_conv(checkpoint, out_path):
 
     state = torch.load(str(checkpoint), map_location="cpu")
     weights = state["network_weights"]
-    prefix = "module." if "module." + FIRST_CONV in weights else ""
-    keys = [prefix + k for k in FIRST_CONV_KEYS if prefix + k in weights]
-    if prefix + FIRST_CONV not in weights:
+    if FIRST_CONV not in weights:
         raise ValueError(f"{checkpoint}: no {FIRST_CONV} (not a PlainConvUNet)")
-    for key in keys:
-        weights[key] = -weights[key]
+    for key in FIRST_CONV_KEYS:
+        if key in weights:
+            weights[key] = -weights[key]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_torch_save(state, out_path)
@@ -108,11 +105,9 @@ def warm_start(teacher, *, l_model, u_model, folds, network, work) -> tuple:
     if network_plan(source) != {k: network.get(k) for k in _NETWORK_KEYS}:
         return {}, None
     starts = teacher_checkpoints(source, folds)
-    if teacher == "invert":
-        made = {}
-        for fold, checkpoint in starts.items():
-            made.setdefault(checkpoint, negate_first_conv(checkpoint, Path(work) / checkpoint.parent.name /
-                                                          "initial_weights.pth"))
+    if teacher == "invert":  # one negated copy per source fold (two folds may start from the same one)
+        made = {c: negate_first_conv(c, Path(work) / c.parent.name / "initial_weights.pth")
+                for c in set(starts.values())}
         starts = {fold: made[c] for fold, c in starts.items()}
         how = "the L model's folds, first convolution negated (invert)"
     return starts, (how if starts else None)
