@@ -15,7 +15,7 @@ from PIL import Image
 
 from ads_synth.cli import main
 from ads_synth.errors import InputError
-from ads_synth.family.budget import make_plan
+from ads_synth.family.budget import Plan, make_plan
 from ads_synth.family.state import STATE_FILE, FamilyState
 from ads_synth.family.cards import family_strategies
 
@@ -148,6 +148,29 @@ def test_budget_scales_steps_and_epochs():
     assert sum(make_plan(45).estimates_s.values()) <= 45 * 60 * 1.1  # the default fits its budget
     fixed = make_plan(20, steps=7, epochs=2)
     assert (fixed.translation_steps, fixed.teacher_epochs, fixed.proxy_epochs) == (7, 2, 2)
+    # without --steps the translation gets a time share and sets its own length from its measured speed
+    assert fixed.translation_s is None and small.translation_s == small.estimates_s["translation"]
+    assert large.translation_s > 4 * small.translation_s > 0
+    assert Plan.from_dict({k: v for k, v in small.to_dict().items() if k != "translation_s"}).translation_s is None
+
+
+def test_nnunet_folds_get_the_time_earlier_phases_saved_or_overran():
+    from types import SimpleNamespace
+
+    from ads_synth.family.train import FamilyRun
+
+    plan = make_plan(45, train_l_model=False)
+
+    def fold_time(spent, phase):  # ``spent`` seconds per phase before ``phase``
+        state = SimpleNamespace(seconds=lambda name: spent.get(name, 0.0))
+        return FamilyRun._fold_time_s(SimpleNamespace(plan=plan, state=state), plan.teacher_fold_s, phase)
+
+    as_planned = {n: plan.estimates_s[n] for n in ("scale", "translation")}
+    assert fold_time(as_planned, "teachers") == pytest.approx(plan.teacher_fold_s, rel=0.02)
+    faster = {"scale": 10.0, "translation": plan.estimates_s["translation"] / 2}
+    assert fold_time(faster, "teachers") > 1.2 * plan.teacher_fold_s
+    assert fold_time({"translation": 10 * plan.budget_s}, "teachers") == pytest.approx(0.25 * plan.teacher_fold_s)
+    assert FamilyRun._fold_time_s(SimpleNamespace(plan=plan, state=None), None, "proxy") is None  # --epochs given
 
 
 def test_budget_gives_the_tutor_the_teachers_share_when_l_is_reused():
@@ -277,6 +300,10 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert second["kept"] == (second["score"] > second["best_before"])  # both ranked in round 2's scoring
     assert proxy["model"] == (second if second["kept"] else first)["model"]
     assert (out / "work" / "teacher_labels" / "proxy").is_dir()  # round 1's labels on every U image taught round 2
+    # translated L images taught the proxy only if the translation's tutorship model passed the validity gate
+    tutor_valid = state["phases"]["choice"]["result"]["scores"]["tutor"]["valid"]
+    n_u = state["config"]["unlabeled"]["n_images"]  # fewer than nnU-Net's five folds need: L kept to make them up
+    assert proxy["translated_labeled"] == (state["config"]["labeled"]["n_images"] if tutor_valid or n_u < 5 else 0)
     # round 1 fine-tuned from its teacher's network, round 2 from round 1's, both recorded in the model's json
     assert first["initial_weights"] and second["initial_weights"] == "the U model's folds"
     from ads_synth.segmentation.predict import read_model_info

@@ -182,3 +182,47 @@ def test_segmentation_train_command_with_fold_all(tmp_path, capsys):
     assert main(["segmentation", "train", "--data", str(nyu), "--out",
                  str(tmp_path / "other"), "--device", "cpu"]) == 2
     assert "too few" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_time_limit_fits_the_epochs_and_a_resumed_fold_keeps_them(l_model, pipeline, tmp_path, monkeypatch):
+    """Each epoch costs 1 s of a fake clock: 3 planned epochs with a 5.5 s limit become 5 (timed over epochs 2-3),
+    with the poly learning rate over 5; killed in epoch 5 and resumed on a clock 10x faster, the fold keeps 5
+    epochs (recalibrating from scratch would have stopped it at once, at 4)."""
+    from ads_synth.segmentation import nnunet_trainers
+    from ads_synth.segmentation.nnunet_env import use_folders
+    from ads_synth.segmentation.predict import read_model_info
+    from ads_synth.segmentation.trainer import train_fold
+
+    clock = {"now": 0.0, "cost": 1.0, "kill_at": None}
+    step = nnunet_trainers.AdsSynthTrainer.train_step
+
+    def timed_step(self, batch):
+        if self.current_epoch == clock["kill_at"]:
+            raise KeyboardInterrupt("killed")
+        clock["now"] += clock["cost"]
+        return step(self, batch)
+
+    monkeypatch.setattr(nnunet_trainers, "_clock", lambda: clock["now"])
+    monkeypatch.setattr(nnunet_trainers.AdsSynthTrainer, "train_step", timed_step)
+    folders = use_folders(pipeline.out / "work" / "nnunet")
+    name = read_model_info(l_model)["nnunet_dataset"]
+    kw = dict(epochs=3, iterations=1, val_iterations=1, device="cpu", progress=False, time_limit_s=5.5)
+    model = tmp_path / "model"
+    shutil.copytree(l_model, model, ignore=shutil.ignore_patterns("fold_*"))
+    final = torch.load(train_fold(folders, name, model, 0, **kw), map_location="cpu")
+    assert final["current_epoch"] == 5 and final[nnunet_trainers.SCHEDULE_KEY]["epochs"] == 5
+    lrs = final["logging"]["lrs"]
+    assert lrs[4] == pytest.approx(1e-2 * (1 - 4 / 5) ** 0.9)
+
+    killed = tmp_path / "killed"
+    shutil.copytree(l_model, killed, ignore=shutil.ignore_patterns("fold_*"))
+    clock.update(now=0.0, kill_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(folders, name, killed, 0, **kw)
+    clock.update(cost=0.1, kill_at=None)
+    resumed = torch.load(train_fold(folders, name, killed, 0, **kw), map_location="cpu")
+    assert resumed["current_epoch"] == 5 and resumed["logging"]["lrs"] == pytest.approx(lrs)
+    no_limit = tmp_path / "fixed"
+    shutil.copytree(l_model, no_limit, ignore=shutil.ignore_patterns("fold_*"))
+    assert torch.load(train_fold(folders, name, no_limit, 0, **{**kw, "time_limit_s": None}),
+                      map_location="cpu")["current_epoch"] == 3

@@ -343,3 +343,50 @@ def test_real_training_reduces_cycle_loss(tmp_path):
     cycle = np.array([float(r["cycle_L"]) + float(r["cycle_U"]) for r in rows])
     first, last = cycle[:25].mean(), cycle[-25:].mean()
     assert last < 0.8 * first, (first, last)
+
+
+def test_calibrated_schedule_fits_the_time_left():
+    # 100 s limit, 10 s spent in 10 steps of 1 s: 85 more steps (5 % margin); intervals scale like the steps
+    s = trainer_mod.calibrated_schedule(10, 10.0, 1.0, 100.0, 50, eval_every=10, checkpoint_every=5)
+    assert (s["steps"], s["eval_every"], s["checkpoint_every"]) == (95, 19, 10)
+    # a cost model far off is not followed beyond CALIBRATION_RANGE; a spent budget ends at the next step
+    assert trainer_mod.calibrated_schedule(10, 10.0, 0.001, 100.0, 50, 10, 5)["steps"] == 500
+    assert trainer_mod.calibrated_schedule(10, 500.0, 1.0, 100.0, 50, 10, 5)["steps"] == 13
+    assert trainer_mod.calibrated_schedule(40, 500.0, 1.0, 100.0, 50, 0, 5)["steps"] == 41
+    assert trainer_mod.calibrated_schedule(40, 500.0, 1.0, 100.0, 50, 0, 5)["eval_every"] == 0
+
+
+def test_time_limit_sets_the_steps_and_a_resume_keeps_them(domains, tmp_path, monkeypatch):
+    """Each step costs 1 s of a fake clock: a 4-step plan with 8.5 s calibrates (after steps 1-3) to 8 steps,
+    scores and checkpoints every 4; killed at step 5 and resumed on a clock 10x faster, it keeps 8 steps and
+    ends where the uninterrupted run ends."""
+    clock = {"now": 0.0, "cost": 1.0}
+    step = SynDiffTrainer.train_step
+
+    def timed_step(self, real_l, real_u):
+        clock["now"] += clock["cost"]
+        return step(self, real_l, real_u)
+
+    monkeypatch.setattr(trainer_mod, "_clock", lambda: clock["now"])
+    monkeypatch.setattr(trainer_mod, "CALIBRATION_STEPS", 2)
+    monkeypatch.setattr(SynDiffTrainer, "train_step", timed_step)
+    kw = dict(steps=4, time_limit_s=8.5)
+    full = train(_opts(domains, tmp_path / "full", **kw))
+    assert full.step == 8 and full.total_steps == 8
+    assert load_checkpoint(tmp_path / "full" / "checkpoint.pt")["schedule"]["steps"] == 8
+    assert [r["step"] for r in _rows(tmp_path / "full" / "scores.csv")] == ["0", "2", "4", "8"]
+
+    out = tmp_path / "killed"
+    clock["now"] = 0.0
+    train(_opts(domains, out, **kw), _stop_after=5)
+    assert load_checkpoint(out / "checkpoint.pt")["trainer"]["step"] == 4
+    clock["cost"] = 0.1  # a faster machine now: the stored schedule still wins
+    resumed = train(_opts(domains, out, **kw), resume=True)
+    assert resumed.step == 8 and resumed.total_steps == 8
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lr_full = [r["lr_g"] for r in _rows(tmp_path / "full" / "metrics.csv")]
+    assert [r["lr_g"] for r in _rows(out / "metrics.csv")] == lr_full
+
+    fixed = train(_opts(domains, tmp_path / "fixed", steps=4))  # no time limit: the steps as given
+    assert fixed.step == 4

@@ -1,9 +1,12 @@
 """The time budget of ``ads-synth family train`` turned into training steps and epochs.
 
-The cost model holds seconds per unit of work for each device kind, measured on the project's 2-core CPU (one
-torch thread per process; docs/results.md) and, for CUDA, conservative estimates. A plan gives each training phase
-a share of the budget after the fixed costs (planning, inference) are set aside; every count has a floor so a very
-small budget still trains something, and explicit overrides (``--steps``, ``--epochs``) win over the plan.
+The cost model holds seconds per unit of work for each device kind: on the project's 2-core CPU between what a
+quiet machine and a loaded one measured (docs/results.md), and for CUDA conservative estimates. A plan gives each
+training phase a share of the budget after the fixed costs (nnU-Net set-up, inference) are set aside. The
+trainings do not trust the cost model for their length: each measures its own speed and fits its steps or epochs
+into its share (:mod:`ads_synth.calibration`), and the nnU-Net phases get the time the earlier phases saved or
+lose what they overran. Every count has a floor so a very small budget still trains something, and explicit
+overrides (``--steps``, ``--epochs``) win over the plan (no fitting then).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import asdict, dataclass
 #: one strategy's 2-fold prediction per Mpx of image on the model's grid; ``nnunet_setup``: fingerprint, plan and
 #: preprocess one dataset.
 COSTS = {
-    "cpu": {"translation_step": 2.3, "nnunet_iteration": 0.30, "inference_mpx": 10.0, "nnunet_setup": 35.0},
+    "cpu": {"translation_step": 1.0, "nnunet_iteration": 0.20, "inference_mpx": 5.0, "nnunet_setup": 35.0},
     "cuda": {"translation_step": 0.12, "nnunet_iteration": 0.05, "inference_mpx": 1.0, "nnunet_setup": 25.0},
 }
 
@@ -51,6 +54,12 @@ class Plan:
         nnU-Net schedule of the teachers and of the proxy (``iterations`` per epoch).
     estimates_s : dict
         Estimated seconds per phase.
+    translation_s : float or None
+        The translation's share of the budget: its training measures its own seconds per step and sets its
+        length to fit (``translation_steps`` is then the cost model's guess); None when ``--steps`` fixed it.
+    teacher_fold_s, proxy_fold_s : float or None
+        The same for each nnU-Net fold of the teachers and of the proxy (per self-training round): the epochs are
+        fitted to it from the measured seconds per epoch; None when ``--epochs`` / ``--proxy-epochs`` fixed them.
     """
 
     budget_s: float
@@ -60,6 +69,9 @@ class Plan:
     proxy_epochs: int
     iterations: int
     estimates_s: dict
+    translation_s: float | None = None
+    teacher_fold_s: float | None = None
+    proxy_fold_s: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,5 +134,17 @@ def make_plan(budget_minutes, *, device="cpu", n_folds=2, inference_mpx=0.0, ste
         "family": 15.0,
         "report": 15.0,
     }
+    # the time shares that the trainings fit themselves into (measured speed, not the cost model)
+    translation_s = None if steps else max(train * SHARES["translation"], MIN_STEPS * cost["translation_step"])
+    teacher_fold_s = None if epochs else max(train * SHARES["teachers"] / (n_teachers * n_folds), per_epoch)
+    proxy_fold_s = None if (proxy_epochs or epochs) else max(train * SHARES["proxy"] / n_folds, per_epoch)
+    if translation_s is not None:
+        estimates["translation"] = translation_s
+    if teacher_fold_s is not None:
+        estimates["teachers"] = n_teachers * (cost["nnunet_setup"] + n_folds * teacher_fold_s)
+    if proxy_fold_s is not None:
+        estimates["proxy"] = (cost["nnunet_setup"] + n_folds * proxy_fold_s
+                              + inference_mpx * cost["inference_mpx"] * 0.4)
     return Plan(budget_s=budget, device=kind, translation_steps=t_steps, teacher_epochs=teacher,
-                proxy_epochs=proxy, iterations=iterations, estimates_s=estimates)
+                proxy_epochs=proxy, iterations=iterations, estimates_s=estimates, translation_s=translation_s,
+                teacher_fold_s=teacher_fold_s, proxy_fold_s=proxy_fold_s)

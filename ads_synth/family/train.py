@@ -14,8 +14,9 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
 5. ``choice``: label-free scores of the candidates; the best one teaches the proxy.
 6. ``proxy``: the teacher's pseudo labels on every U image (a whole slide: on crops of it,
    :func:`ads_synth.family.crops.training_images`), a proxy nnU-Net self-trained on their confident part
-   (plus L translated into U's look), its folds fine-tuned from the teacher's network
-   (:mod:`ads_synth.segmentation.warm_start`; ``--proxy-start scratch``: random weights), scored like the
+   (plus L translated into U's look when the tutorship candidate passes the fibre-validity gate), its folds
+   fine-tuned from the teacher's network (:mod:`ads_synth.segmentation.warm_start`; ``--proxy-start scratch``:
+   random weights), scored like the
    candidates; then more rounds, each learning from the last one's labels and starting from its network, while
    the label-free score improves and the budget allows (``--rounds``).
 7. ``family``: the cards (tutor, adapt, proxy, and the cheap baselines direct, invert and histmatch, which apply
@@ -113,7 +114,7 @@ class FamilyRun:
         runner = PhaseRunner(self.state, PHASES, self.plan.estimates_s, verbose=self.opts.verbose)
         runner.say(f"{self.opts.pair}: {len(self.labeled)} labeled {self.opts.source} images, {len(self.u_jobs)} "
                    f"{self.opts.target} images; budget {self.opts.time_budget:g} min on {self.device.type} "
-                   f"(translation {self.plan.translation_steps} steps, nnU-Net {self.plan.teacher_epochs} / "
+                   f"(translation {self._translation_plan()}, nnU-Net {self.plan.teacher_epochs} / "
                    f"{self.plan.proxy_epochs} epochs of {self.plan.iterations} iterations)")
         if self.shipped_l:
             runner.say(f"L model: a shipped nnU-Net trained on exactly these labeled images "
@@ -139,13 +140,24 @@ class FamilyRun:
     def _abs(self, rel):
         return self.out / rel
 
-    def _settings(self, epochs):
+    def _settings(self, epochs, fold_time_s=None):
         from ads_synth.segmentation.model_building import TrainSettings
 
         return TrainSettings(folds=list(self.opts.folds), trainer="compact", patch_size=self.opts.patch,
                              batch_size=4, epochs=epochs, iterations=self.plan.iterations,
                              val_iterations=max(1, self.plan.iterations // 5), device=str(self.device),
-                             num_processes=1, progress=self.progress).check()
+                             num_processes=1, progress=self.progress, fold_time_s=fold_time_s).check()
+
+    def _fold_time_s(self, planned, phase):
+        """``planned`` seconds per nnU-Net fold, scaled by the budget left over what the plan gave the phases from
+        ``phase`` on: time the earlier phases saved (or overran) goes to (or comes from) the trainings still to
+        run, within a quarter and twice the plan. None when the epochs were given."""
+        if planned is None:
+            return None
+        at = PHASES.index(phase)
+        left = self.plan.budget_s - sum(self.state.seconds(n) for n in PHASES[:at])
+        ahead = sum(self.plan.estimates_s.get(n, 0.0) for n in PHASES[at:])
+        return float(planned) * min(max(left / max(ahead, 1.0), 0.25), 2.0)
 
     # -- 1. scale ----------------------------------------------------------------------------------------------
     def _phase_scale(self):
@@ -171,6 +183,13 @@ class FamilyRun:
         fit = int(min(np.percentile(sides, 25), preset.image_size, TRANSLATION_TILE)) // multiple * multiple
         return max(multiple, fit)
 
+    def _translation_plan(self):
+        """The translation's schedule in words: fixed steps, or its time share (steps set from measured speed)."""
+        if self.plan.translation_s is None:
+            return f"{self.plan.translation_steps} steps"
+        return (f"{self.plan.translation_s / 60:.0f} min, its steps set from its measured speed "
+                f"(about {self.plan.translation_steps} by the cost model)")
+
     def _phase_translation(self):
         from ads_synth.translation.formats import CONFIG_NAME, run_model_dir
         from ads_synth.translation.nondiffusive import export_nondiffusive
@@ -184,9 +203,11 @@ class FamilyRun:
                             checkpoint_every=max(5, steps // 10), eval_every=max(5, steps // 5),
                             tile=self._translation_tile(scale), target_pixel_size=self.opts.pixel_size,
                             source_name=self.opts.source, target_name=self.opts.target, eval_tiles=4,
-                            device=str(self.device), progress=self.progress)
+                            device=str(self.device), progress=self.progress,
+                            time_limit_s=self.plan.translation_s)
         run.parent.mkdir(parents=True, exist_ok=True)
-        train(opts, resume=(run / CONFIG_NAME).is_file())
+        trainer = train(opts, resume=(run / CONFIG_NAME).is_file())
+        steps = int(trainer.step)
         model = run_model_dir(run)
         if model is None:
             raise InputError(f"{run}: translation training wrote no model; rerun the same command to continue.")
@@ -204,11 +225,13 @@ class FamilyRun:
         from ads_synth.data.intensity import REFERENCE_FILE
         from ads_synth.segmentation.pseudo_training import _reference_quantiles
         from ads_synth.segmentation.model_building import train_labeled_model, train_tutor_model
+        from ads_synth.segmentation.predict import trained_epochs
         from ads_synth.translation.translate import working_pixel_sizes
 
         translation = self._abs(self.state.result("translation")["model"])
         model = self._translation_model()
-        settings = self._settings(self.plan.teacher_epochs)
+        settings = self._settings(self.plan.teacher_epochs,
+                                  self._fold_time_s(self.plan.teacher_fold_s, "teachers"))
         nnunet = self.work / "nnunet"
         tutor = train_tutor_model(self.labeled, model, translation, self.work / "models" / "tutor", nnunet,
                                   settings=settings)
@@ -225,7 +248,7 @@ class FamilyRun:
                                 samples=self.labeled)
             l_from = None
         _reference_quantiles(self.labeled, l_dir / REFERENCE_FILE)  # L's intensities for histmatch (kept if present)
-        return {"tutor": self._rel(tutor), "L": self._rel(l_dir), "epochs": self.plan.teacher_epochs,
+        return {"tutor": self._rel(tutor), "L": self._rel(l_dir), "epochs": trained_epochs(tutor),
                 "L_from": l_from}
 
     # -- 4. candidates -----------------------------------------------------------------------------------------
@@ -345,28 +368,39 @@ class FamilyRun:
         import time
 
         from ads_synth.segmentation.model_building import train_proxy_model
+        from ads_synth.segmentation.predict import trained_epochs
         from ads_synth.segmentation.warm_start import warm_start
 
-        teacher = self.state.result("choice")["teacher"]
+        choice = self.state.result("choice")
+        teacher = choice["teacher"]
         teachers = self.state.result("teachers")
         items = self._teacher_labels(teacher)
+        # the L images translated into U's look teach the proxy (their labels are exact) only when the translation
+        # is shown to give U's look: its tutorship model passes the label-free fibre-validity gate. Otherwise they
+        # keep L's look (e.g. TEM's dark myelin) and teach the opposite of the U pseudo labels; unless the U images
+        # alone are too few for nnU-Net's five folds.
+        from ads_synth.segmentation.trainer import MIN_CASES_FOR_FOLDS
+
+        valid = choice["scores"].get("tutor", {}).get("valid")
+        translated = self.labeled if valid or len(items) < MIN_CASES_FOR_FOLDS else []
         translation = self._abs(self.state.result("translation")["model"])
         cands = self.state.result("candidates")
         images = [self._abs(p) for p in cands["images"]]
         limit = MAX_ROUNDS if self.opts.rounds == "auto" else int(self.opts.rounds)
         spent = sum(self.state.seconds(n) for n in PHASES[:PHASES.index("proxy")])
         rounds, best, started = [], None, time.monotonic()
+        proxy_fold_s = self._fold_time_s(self.plan.proxy_fold_s, "proxy")  # every round alike
         for r in range(1, limit + 1):
             t0 = time.monotonic()
             name = "proxy" if r == 1 else f"proxy_r{r}"
-            settings = self._settings(self.plan.proxy_epochs)
+            settings = self._settings(self.plan.proxy_epochs, proxy_fold_s)
             init, how = {}, None
             if self.opts.proxy_start == "teacher":  # round 1 from the teacher's network, later ones from the last
                 init, how = warm_start(teacher if r == 1 else "proxy", l_model=self._abs(teachers["L"]),
                                        u_model=self._abs(teachers["tutor"] if r == 1 else best["model"]),
                                        folds=settings.folds, network=settings.compact_plan().to_dict(),
                                        work=self.work / "warm_start" / name)
-            model = train_proxy_model(items, self.labeled, self._translation_model(), translation,
+            model = train_proxy_model(items, translated, self._translation_model(), translation,
                                       self.work / "models" / name,
                                       self.work / ("nnunet" if r == 1 else f"nnunet_{name}"),
                                       settings=settings, init_weights=init, initial_weights=how)
@@ -392,7 +426,8 @@ class FamilyRun:
             items = self._label_items(labels)
         folders = dict(cands["folders"], proxy=best["candidates"])
         scores = self._score(folders)  # the kept round as "proxy", ranked beside the candidates alone
-        return {"model": best["model"], "teacher": teacher, "epochs": self.plan.proxy_epochs,
+        return {"model": best["model"], "teacher": teacher, "epochs": trained_epochs(self._abs(best["model"])),
+                "translated_labeled": len(translated),
                 "rounds": rounds, "round": best["round"], "scores": scores}
 
     # -- 7. family ---------------------------------------------------------------------------------------------

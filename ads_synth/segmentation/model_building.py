@@ -56,6 +56,9 @@ class TrainSettings:
     num_processes : int
         nnU-Net's worker processes for fingerprinting and preprocessing.
     progress, verbose : bool
+    fold_time_s : float, optional
+        Seconds each fold's training may take: the epochs are then fitted to it from the measured speed
+        (``epochs`` is the planned count; :func:`ads_synth.segmentation.trainer.train_fold`).
     """
 
     folds: list | None = None
@@ -69,6 +72,7 @@ class TrainSettings:
     num_processes: int = 2
     progress: bool = True
     verbose: bool = False
+    fold_time_s: float | None = None
 
     def compact_plan(self):
         from ads_synth.segmentation.plans import CompactPlan
@@ -321,7 +325,8 @@ def build_segmentation_model(model_dir, work_dir, *, dataset_id, dataset_label, 
         train_fold(folders, name, model_dir, fold, trainer=settings.trainer, epochs=settings.epochs,
                    iterations=settings.iterations, val_iterations=settings.val_iterations, device=settings.device,
                    progress=settings.progress, verbose=settings.verbose,
-                   init_weights=(init_weights or {}).get(fold), initial_lr=initial_lr)
+                   init_weights=(init_weights or {}).get(fold), initial_lr=initial_lr,
+                   time_limit_s=settings.fold_time_s)
     write_model_info(model_dir, {**full_info, "folds": finished_folds(model_dir)})
     return model_dir
 

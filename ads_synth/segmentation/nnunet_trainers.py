@@ -12,7 +12,10 @@ nnU-Net 2.2.1 looks trainer classes up by name inside ``nnunetv2/training/nnUNet
   into a chosen model folder, the trainer name in checkpoints, console output only when asked, an optional
   tqdm bar over iterations, and nnU-Net's ``progress.png`` redrawn at most every :data:`PROGRESS_PLOT_SECONDS`
   (and after the last epoch) instead of after every epoch: nnU-Net draws a 3000 x 5400 px figure, 1.2-1.8 s
-  on a 2-core CPU, as long as a whole epoch of a small CPU run.
+  on a 2-core CPU, as long as a whole epoch of a small CPU run; and an optional time limit (``time_limit_s``):
+  after :data:`CALIBRATION_EPOCHS` timed epochs the epoch count (and the poly learning-rate schedule with it)
+  is set from the measured seconds per epoch (:mod:`ads_synth.calibration`) and stored in every checkpoint, so a
+  resumed fold keeps it.
 * :class:`CompactTrainer`: the same with a CPU-sized schedule (fewer epochs and iterations), set as class
   attributes; the constructor signature is nnUNetTrainer's (nnU-Net introspects it).
 """
@@ -30,6 +33,7 @@ from nnunetv2.training.dataloading.utils import _convert_to_npy
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from ads_synth.atomic import atomic_torch_save, atomic_write_text, temp_prefix
+from ads_synth.calibration import fitted_count
 from ads_synth.errors import NonFiniteError
 from ads_synth.segmentation.checkpoints import LATEST, keep_previous
 
@@ -37,6 +41,12 @@ from ads_synth.segmentation.checkpoints import LATEST, keep_previous
 CHECKPOINT_TRAINER_NAME = "nnUNetTrainer"
 #: Least seconds between two redraws of ``progress.png`` (always drawn after the last epoch of a run).
 PROGRESS_PLOT_SECONDS = 60.0
+#: Epochs timed (after the first, which pays for start-up) before a fold with a time limit sets its length.
+CALIBRATION_EPOCHS = 2
+#: Checkpoint key of the calibrated schedule.
+SCHEDULE_KEY = "ads_synth_schedule"
+#: The clock a time limit is measured on (tests replace it).
+_clock = time.monotonic
 
 
 def _no_finish():
@@ -50,6 +60,8 @@ class AdsSynthTrainer(nnUNetTrainer):
     console = False
     #: tqdm bar over training iterations
     progress = False
+    #: seconds the fold's training may take (None: the epochs as set); see the module docstring
+    time_limit_s = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, unpack_dataset: bool = True,
                  device: torch.device = torch.device("cuda")):
@@ -59,6 +71,8 @@ class AdsSynthTrainer(nnUNetTrainer):
         self.logger.plot_progress_png = self._plot_progress  # what nnU-Net's on_epoch_end calls
         self._plotted_at = time.monotonic()
         self._unplotted = False
+        self.schedule = None  # the calibrated schedule, once measured or loaded
+        self._timing = None
 
     # -- where things go ----------------------------------------------------------------------------------------
     def use_output_folder(self, folder):
@@ -101,6 +115,7 @@ class AdsSynthTrainer(nnUNetTrainer):
         finally:
             self.unpack_dataset = unpack
         self._write_model_dataset_json()
+        self._session_start = _clock()
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -144,9 +159,59 @@ class AdsSynthTrainer(nnUNetTrainer):
                                      f"infinity, e.g. {name}) at epoch {self.current_epoch}; the checkpoint was "
                                      "not written. Lower the learning rate or check the training images.")
         checkpoint["trainer_name"] = CHECKPOINT_TRAINER_NAME
+        checkpoint[SCHEDULE_KEY] = self.schedule
         if filename.name == LATEST and filename.is_file():
             keep_previous(filename)
         atomic_torch_save(checkpoint, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        if self.time_limit_s is not None and isinstance(filename_or_checkpoint, (str, Path)):
+            schedule = torch.load(filename_or_checkpoint, map_location="cpu").get(SCHEDULE_KEY)
+            if schedule:
+                self._apply_schedule(schedule)
+
+    # -- the length of the run -----------------------------------------------------------------------------------
+    def run_training(self):
+        """nnU-Net's loop, reading the epoch count at every epoch (a time limit may change it)."""
+        self.on_train_start()
+        while self.current_epoch < self.num_epochs:
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            outputs = [self.train_step(next(self.dataloader_train)) for _ in range(self.num_iterations_per_epoch)]
+            self.on_train_epoch_end(outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                outputs = [self.validation_step(next(self.dataloader_val))
+                           for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(outputs)
+            self.on_epoch_end()
+        self.on_train_end()
+
+    def _apply_schedule(self, schedule):
+        self.schedule = dict(schedule)
+        self.num_epochs = int(schedule["epochs"])
+        if getattr(self, "lr_scheduler", None) is not None:
+            self.lr_scheduler.max_steps = self.num_epochs
+        if self._bar is not None:
+            self._bar.total = self.num_epochs * self.num_iterations_per_epoch
+            self._bar.refresh()
+
+    def _calibrate(self):
+        """After the first epoch of this session and :data:`CALIBRATION_EPOCHS` more, fit the epochs in
+        ``time_limit_s`` (counted from this session's start; a stored schedule is kept instead)."""
+        if self.time_limit_s is None or self.schedule is not None:
+            return
+        now = _clock()
+        if self._timing is None:
+            self._timing = {"epoch": self.current_epoch, "t": now}
+            return
+        timed = self.current_epoch - self._timing["epoch"]
+        if timed >= CALIBRATION_EPOCHS:
+            rate = (now - self._timing["t"]) / timed
+            epochs = fitted_count(self.current_epoch, now - self._session_start, rate, self.time_limit_s,
+                                  self.num_epochs)
+            self._apply_schedule({"epochs": epochs, "seconds_per_epoch": rate, "planned": self.num_epochs})
 
     # -- progress ----------------------------------------------------------------------------------------------
     def _plot_progress(self, output_folder, force=False):
@@ -171,6 +236,7 @@ class AdsSynthTrainer(nnUNetTrainer):
 
     def on_epoch_end(self):
         super().on_epoch_end()
+        self._calibrate()
         if self._bar is not None:
             log = self.logger.my_fantastic_logging
             dice = log["dice_per_class_or_region"][-1] if log["dice_per_class_or_region"] else []

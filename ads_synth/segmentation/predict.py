@@ -112,6 +112,16 @@ def finished_folds(folder) -> list:
     return [f for f in available_folds(folder) if (Path(folder) / f"fold_{f}" / CHECKPOINT_FINAL).is_file()]
 
 
+def trained_epochs(folder) -> int:
+    """The most epochs any finished fold of ``folder`` trained (its final checkpoint's ``current_epoch``; a fold
+    with a time limit fits its epochs to it); 0 when none finished."""
+    import torch
+
+    return max((int(torch.load(Path(folder) / f"fold_{f}" / CHECKPOINT_FINAL, map_location="cpu",
+                               weights_only=False).get("current_epoch", 0)) for f in finished_folds(folder)),
+               default=0)
+
+
 def check_model_folder(folder, folds=None) -> list:
     """InputError unless ``folder`` is an nnU-Net model folder with the requested folds; return the folds."""
     folder = Path(folder)

@@ -50,9 +50,27 @@ def _load_json(path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+#: Fewest training cases nnU-Net's five-fold split takes (fold ``all`` takes any number).
+MIN_CASES_FOR_FOLDS = 5
+
+
+def _seed(fold):
+    """Seed Python's, NumPy's and torch's global generators for ``fold``, so a fold trains the same every time
+    (on one device, with nnU-Net's single-process data loading)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = 1234 + (0 if fold == "all" else int(fold))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs=None, iterations=None,
                val_iterations=None, device=None, progress=True, verbose=False, init_weights=None,
-               initial_lr=None) -> Path:
+               initial_lr=None, time_limit_s=None) -> Path:
     """Train one fold into ``model_dir/fold_<fold>`` (resume / skip as in the module docstring).
 
     Parameters
@@ -76,6 +94,9 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
         start a new fold (ignored when the fold resumes from its own checkpoint).
     initial_lr : float, optional
         nnU-Net's initial learning rate (default its 1e-2; lower for fine-tuning).
+    time_limit_s : float, optional
+        Fit the fold's training in about this many seconds: ``epochs`` is then the planned count, and the count
+        is set from the measured seconds per epoch (:class:`~ads_synth.segmentation.nnunet_trainers.AdsSynthTrainer`).
 
     Returns
     -------
@@ -97,10 +118,11 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
     base = Path(folders.preprocessed) / dataset_name
     plans = _load_json(base / "nnUNetPlans.json")
     dataset_json = _load_json(base / "dataset.json")
-    if fold != "all" and dataset_json["numTraining"] < 5:
+    if fold != "all" and dataset_json["numTraining"] < MIN_CASES_FOR_FOLDS:
         raise InputError(f"{dataset_name}: {dataset_json['numTraining']} training images are too few for "
-                         "five-fold cross-validation (at least 5); use --folds all.")
+                         f"five-fold cross-validation (at least {MIN_CASES_FOR_FOLDS}); use --folds all.")
     cls = trainer_class(trainer)
+    _seed(fold)  # nnU-Net seeds nothing: its patch sampling and augmentation draw from the global generators
     remove_stale_temps(fold_dir, prefix="checkpoint_")  # left by a killed run
     resume = resume_checkpoint(fold_dir)  # latest, else its previous copy or best (one warning line)
     with quiet(fold_dir / "nnunet_console.txt", enabled=not verbose), warnings.catch_warnings():
@@ -117,6 +139,7 @@ def train_fold(folders, dataset_name, model_dir, fold, trainer="compact", epochs
             t.num_val_iterations_per_epoch = int(val_iterations)
         t.progress = progress
         t.console = verbose
+        t.time_limit_s = time_limit_s
         if initial_lr is not None:
             t.initial_lr = float(initial_lr)
         if resume is not None:

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from ads_synth.atomic import atomic_torch_save, atomic_write_text, remove_stale_temps
+from ads_synth.calibration import fitted_count
 from ads_synth.device import resolve_device
 from ads_synth.errors import InputError, NonFiniteError
 from ads_synth.translation import scoring
@@ -448,6 +449,13 @@ class TrainOptions:
     device : str or None
     progress : bool
         Show a tqdm bar.
+    time_limit_s : float or None
+        Fit the run into this many seconds of training (scorings included): after
+        :data:`CALIBRATION_STEPS` steps the step count is set from the measured seconds per step
+        (``steps`` is then the planned count; :mod:`ads_synth.calibration`) and the
+        scoring and checkpoint intervals scale with it, so the run keeps as many of each. The
+        calibrated schedule is stored in the checkpoint and a resumed run keeps it. None: ``steps`` as
+        given.
     """
 
     source: list = field(default_factory=list)
@@ -469,6 +477,7 @@ class TrainOptions:
     device: str | None = None
     progress: bool = True
     channels: int | None = None
+    time_limit_s: float | None = None
 
     #: Options a resumed run takes from its config.json (the others may change between sessions).
     FIXED = ("source", "target", "preset", "scale", "seed", "batch_size", "tile", "source_pixel_size",
@@ -496,6 +505,46 @@ def config_from_options(opts):
 
 #: Defaults of the options that a resumed run may change (None in TrainOptions: the run's value, or these).
 DEFAULT_SCHEDULE = {"steps": 10000, "checkpoint_every": 500, "eval_every": 500}
+
+#: The training's clock (seconds); tests replace it.
+_clock = time.perf_counter
+
+#: Steps timed (after the first, which pays for warm-up) before a run with ``time_limit_s`` sets its length.
+CALIBRATION_STEPS = 10
+
+
+def calibrated_schedule(step, seconds_now, seconds_per_step, time_limit_s, planned, eval_every,
+                        checkpoint_every):
+    """The schedule that fits the rest of ``time_limit_s`` at the measured ``seconds_per_step``
+    (:func:`ads_synth.calibration.fitted_count`).
+
+    Parameters
+    ----------
+    step : int
+        Steps done.
+    seconds_now : float
+        Training seconds spent so far (all sessions).
+    seconds_per_step : float
+        Measured cost of one step.
+    time_limit_s : float
+        Seconds the whole training may take.
+    planned, eval_every, checkpoint_every : int
+        The planned step count and intervals.
+
+    Returns
+    -------
+    dict
+        ``steps``, ``eval_every``, ``checkpoint_every`` (the intervals scaled like the step count, so the run
+        scores and checkpoints as often as planned) and the measured ``seconds_per_step``.
+    """
+    steps = fitted_count(step, seconds_now, seconds_per_step, time_limit_s, planned)
+    ratio = steps / max(1, planned)
+
+    def scaled(every):
+        return int(every) and max(1, int(round(int(every) * ratio)))
+
+    return {"steps": steps, "eval_every": scaled(eval_every), "checkpoint_every": scaled(checkpoint_every),
+            "seconds_per_step": float(seconds_per_step)}
 
 
 def _distributed():
@@ -692,6 +741,14 @@ def train(opts, resume=False, _stop_after=None):
             dist.destroy_process_group()
 
 
+def _apply_schedule(opts, schedule, trainer):
+    """``opts`` with the calibrated step count and intervals; the trainer's cosine schedule set to its length."""
+    opts = dataclasses.replace(opts, steps=int(schedule["steps"]), eval_every=int(schedule["eval_every"]),
+                               checkpoint_every=int(schedule["checkpoint_every"]))
+    trainer.set_total_steps(opts.steps)
+    return opts
+
+
 def _stop_if_not_finite(losses, step, world, ckpt_path, saved_step, device="cpu"):
     """NonFiniteError (on every rank) when a loss of this step is NaN or infinite; nothing is saved after it.
 
@@ -743,6 +800,7 @@ def _train(opts, resume, _stop_after, rank, world, device):
     trainer = SynDiffTrainer(model, config, opts.steps, world_size=world)
     best = {"score": -math.inf, "step": -1}
     elapsed0 = 0.0
+    schedule = None  # the calibrated schedule of a run with time_limit_s, once measured
     _seed_everything(opts.seed * 1000 + 1 + rank)
 
     if main:
@@ -766,6 +824,9 @@ def _train(opts, resume, _stop_after, rank, world, device):
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
         trainer.load_state_dict(state["trainer"])  # the cosine schedule keeps the length of this session's --steps
+        if opts.time_limit_s is not None and state.get("schedule"):  # ... unless it was calibrated: kept
+            schedule = dict(state["schedule"])
+            opts = _apply_schedule(opts, schedule, trainer)
         best = dict(state["best"])
         elapsed0 = float(state["elapsed"])
         rng = state["rng"]
@@ -782,10 +843,10 @@ def _train(opts, resume, _stop_after, rank, world, device):
         scoring.truncate_rows(run_dir / "metrics.csv", trainer.step)
         scoring.truncate_rows(run_dir / "scores.csv", trainer.step)
 
-    t0 = time.perf_counter()
+    t0 = _clock()
 
     def seconds():
-        return elapsed0 + time.perf_counter() - t0
+        return elapsed0 + _clock() - t0
 
     def evaluate():
         scores, examples = scoring.evaluate_cycles(trainer.ema, eval_tiles["L"], eval_tiles["U"], seed=opts.seed,
@@ -816,6 +877,7 @@ def _train(opts, resume, _stop_after, rank, world, device):
             "elapsed": seconds(),
             "config": config.to_dict(),
             "extra": _extra(prep, trainer.step),
+            "schedule": schedule,
         }, ckpt_path)
         save_model_dir(trainer.ema, run_dir / "last", _extra(prep, trainer.step))
 
@@ -827,6 +889,7 @@ def _train(opts, resume, _stop_after, rank, world, device):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=opts.steps, initial=trainer.step, desc="SynDiff", unit="step", dynamic_ncols=True)
+    timing = {"step": None, "t": None}  # where this session's timed steps start
     try:
         while trainer.step < opts.steps:
             real_l = torch.from_numpy(samplers["L"].sample(config.batch_size)).to(device)
@@ -844,6 +907,18 @@ def _train(opts, resume, _stop_after, rank, world, device):
                     bar.set_postfix(cyc=f"{losses['cycle_L'] + losses['cycle_U']:.3f}",
                                     l1=f"{losses['l1_L'] + losses['l1_U']:.3f}", g=f"{losses['g_total']:.2f}",
                                     d=f"{losses['d_diff']:.2f}", refresh=False)
+            if opts.time_limit_s is not None and schedule is None:
+                if timing["step"] is None:
+                    timing.update(step=n, t=seconds())
+                elif n - timing["step"] >= CALIBRATION_STEPS:
+                    rate = (seconds() - timing["t"]) / (n - timing["step"])
+                    schedule = _gather(calibrated_schedule(
+                        n, seconds(), rate, opts.time_limit_s, opts.steps, opts.eval_every or 0,
+                        opts.checkpoint_every), world)[0]  # rank 0's measure, on every rank
+                    opts = _apply_schedule(opts, schedule, trainer)
+                    if bar is not None:
+                        bar.total = opts.steps
+                        bar.refresh()
             if _stop_after is not None and n >= _stop_after:
                 return trainer
             if main and opts.eval_every and (n % opts.eval_every == 0 or n == opts.steps):
