@@ -16,9 +16,8 @@ the phase it was in; the training inside a phase resumes from its own checkpoint
    :func:`ads_synth.family.crops.training_images`), a proxy nnU-Net self-trained on their confident part
    (plus L translated into U's look when the tutorship candidate passes the fibre-validity gate), its folds
    fine-tuned from the teacher's network (:mod:`ads_synth.segmentation.warm_start`; ``--proxy-start scratch``:
-   random weights), scored like the
-   candidates; then more rounds, each learning from the last one's labels and starting from its network, while
-   the label-free score improves and the budget allows (``--rounds``).
+   random weights), scored like the candidates; then more rounds, each learning from the last one's labels and
+   starting from its network, while the label-free score improves and the budget allows (``--rounds``).
 7. ``family``: the cards (tutor, adapt, proxy, and the cheap baselines direct, invert and histmatch, which apply
    the L model's files) and ``auto`` = the best-scoring of them (:func:`ads_synth.family.cards.choose_auto`), in
    ``OUT/family/``, installed.
