@@ -368,6 +368,7 @@ class FamilyRun:
 
         from ads_synth.segmentation.model_building import train_proxy_model
         from ads_synth.segmentation.predict import trained_epochs
+        from ads_synth.segmentation.trainer import MIN_CASES_FOR_FOLDS
         from ads_synth.segmentation.warm_start import warm_start
 
         choice = self.state.result("choice")
@@ -378,8 +379,6 @@ class FamilyRun:
         # is shown to give U's look: its tutorship model passes the label-free fibre-validity gate. Otherwise they
         # keep L's look (e.g. TEM's dark myelin) and teach the opposite of the U pseudo labels; unless the U images
         # alone are too few for nnU-Net's five folds.
-        from ads_synth.segmentation.trainer import MIN_CASES_FOR_FOLDS
-
         valid = choice["scores"].get("tutor", {}).get("valid")
         translated = self.labeled if valid or len(items) < MIN_CASES_FOR_FOLDS else []
         translation = self._abs(self.state.result("translation")["model"])
