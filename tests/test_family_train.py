@@ -211,6 +211,35 @@ def test_shipped_l_model_found_only_for_exactly_its_training_images(tmp_path):
     assert not (tmp_path / "L.copying").exists()
 
 
+def test_the_translation_used_is_one_that_learned_the_contrast(tmp_path, monkeypatch):
+    """best/ (the cycle score's choice) unless it kept L's contrast and a snapshot learned U's: then the snapshot
+    with the best cycle score among those that learned it; never the untrained networks of step 0."""
+    from ads_synth.family.train import FamilyRun
+
+    run = tmp_path / "run"
+    for name, score in (("best", 0.30), ("snapshots/step_000000", 0.0), ("snapshots/step_000100", 0.30), ("snapshots/step_000200", 0.25),
+                        ("snapshots/step_000300", 0.27), ("snapshots/step_000400", 0.20)):
+        (run / name).mkdir(parents=True)
+        (run / name / "config.json").write_text(json.dumps({"extra": {"scores": {"score": score}}}))
+    learned = {"best": False, "step_000000": True, "step_000100": False, "step_000200": True, "step_000300": True, "step_000400": True}
+
+    def look(self, folder):
+        ok = learned[Path(folder).name]
+        return {"learned": ok, "contrast_translated": 1.0 if ok else -1.0}
+
+    monkeypatch.setattr(FamilyRun, "_look", look)
+    family = FamilyRun.__new__(FamilyRun)
+    model, check, chosen_by, by_step = family._choose_translation(run)
+    assert model == run / "snapshots" / "step_000300" and check["learned"] and "step 300" in chosen_by
+    assert by_step == {100: -1.0, 200: 1.0, 300: 1.0, 400: 1.0}
+    learned.update(step_000200=False, step_000300=False, step_000400=False)  # none learned it: best/, with a note
+    model, check, chosen_by, _ = family._choose_translation(run)
+    assert model == run / "best" and check["learned"] is False and "no snapshot" in chosen_by
+    learned["best"] = None  # the check cannot tell (same contrast in both modalities): the cycle score decides
+    model, _, chosen_by, by_step = family._choose_translation(run)
+    assert model == run / "best" and by_step == {}
+
+
 def test_state_refuses_another_configuration(tmp_path):
     out = tmp_path / "out"
     state = FamilyState.open(out, {"a": 1})
@@ -331,6 +360,8 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
 
     report = (out / "report.md").read_text()
     assert "## Scale between the modalities" in report and "auto" in report
+    look = state["phases"]["translation"]["result"]["look"]  # the contrast check, in the state and the report
+    assert look["U_axons"] in ("dark", "bright", None) and look["verdict"] in report
     for figure in ("translations.png", "confidence.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
 

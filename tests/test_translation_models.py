@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ads_synth.errors import InputError
 from ads_synth.translation import config as config_module
 from ads_synth.translation.config import (
+    DEFAULT_PRESET,
     NCSNppConfig,
     PatchGANConfig,
     ResnetGenConfig,
@@ -97,6 +98,14 @@ def test_config_is_frozen_validated_and_strict():
     data["nz"] = "8"
     with pytest.raises(ValueError, match="nz"):
         SynDiffConfig.from_dict(data)
+
+
+def test_configs_written_before_a_field_existed_read_as_they_were_trained():
+    assert get_preset("compact-cl").nd_condition_grad is False  # the non-diffusive half on its own losses
+    data = get_preset("compact-cl").to_dict()
+    del data["nd_condition_grad"]
+    assert SynDiffConfig.from_dict(data).nd_condition_grad is True  # the shipped models' (the paper's) joint loss
+    assert get_preset("compact").nd_condition_grad is True and DEFAULT_PRESET == "compact-cl"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from PIL import Image
 
 from ads_synth.cli import main
 from ads_synth.errors import EXIT_BAD_INPUT, InputError
-from ads_synth.translation.scale import (area_weighted_median, detected_axon_diameters, estimate_scale,
-                                         label_axon_diameters)
+from ads_synth.translation.scale import (area_weighted_median, axon_phase, detected_axon_diameters,
+                                         estimate_scale, label_axon_diameters)
 
 
 def _fibres(shape, pixel_size, axon_radius_um, seed, g_ratio=0.65):
@@ -75,6 +75,37 @@ def test_detector_finds_axons_of_either_polarity():
         found, smoothing = detected_axon_diameters(_render(label, levels, 10, 5))
         assert len(found) >= 5
         assert abs(area_weighted_median(found) / truth - 1) < 0.15
+
+
+def test_axon_phase_tells_dark_from_bright_axons():
+    label = _fibres((384, 384), 0.1, 1.5, seed=5)
+    assert axon_phase(_render(label, [60, 225, 75], 10, 5)) == "dark"  # SEM-like: bright myelin
+    assert axon_phase(_render(label, [170, 40, 200], 10, 5)) == "bright"  # TEM-like: dark myelin
+    assert axon_phase(np.full((128, 128), 90, np.uint8)) is None
+
+
+def test_look_check_tells_a_learned_contrast_from_a_copy(synthetic):
+    """L -> U translations with L's labels against U's own contrast: an inversion learned SEM's dark axons, a copy
+    kept TEM's; against a U of L's own contrast the check declines to judge."""
+    from ads_synth.data.datasets import find_samples
+    from ads_synth.family.look import look_check, unlabeled_phase
+
+    lab, unl = synthetic
+    labeled = find_samples(lab, require_labels=True)
+    for s in labeled:
+        s.pixel_size = 0.01
+    u_images = [np.asarray(Image.open(p)) for p in sorted(Path(unl).glob("*.png"))]
+    u_phase = unlabeled_phase(u_images)
+    inverted = look_check(lambda im, px: 255 - im, labeled, u_phase)
+    assert inverted["U_axons"] == "dark" and inverted["L_axons"] == "bright"
+    assert inverted["learned"] is True and inverted["contrast_translated"] > 1 > -1 > inverted["contrast_L"]
+    copied = look_check(lambda im, px: im, labeled, u_phase)
+    assert copied["learned"] is False and "kept" in copied["verdict"]
+    same = look_check(lambda im, px: im, labeled, unlabeled_phase([255 - im for im in u_images]))
+    assert same["learned"] is None and "cannot tell" in same["verdict"]
+    rng = np.random.default_rng(0)  # an untrained generator: noise, no contrast of either sign
+    noise = look_check(lambda im, px: rng.integers(0, 256, im.shape, dtype=np.uint8), labeled, u_phase)
+    assert noise["learned"] is False and "no clear contrast" in noise["verdict"]
 
 
 def test_estimate_recovers_known_scale_from_synthetic_rings(synthetic):

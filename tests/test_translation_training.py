@@ -91,7 +91,7 @@ def full_run(domains, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(builtins, "open", spy)
-        result = train(_opts(domains, out))
+        result = train(_opts(domains, out, keep_snapshots=True))
     return out, result, opened
 
 
@@ -118,6 +118,26 @@ def test_train_step_changes_every_network_and_losses_are_finite():
     assert trainer.step == 1
     lr_g, _ = trainer.lrs
     assert lr_g < cfg.lr_g  # cosine decay stepped
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_diffusive_losses_reach_the_nondiffusive_generators_only_when_configured(flow, monkeypatch):
+    """nd_condition_grad=False: the generator step feeds the diffusive generators a detached condition, so only
+    the non-diffusive half's own adversarial and cycle losses train it (True: the paper's joint loss)."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(get_preset("tiny"), nd_condition_grad=flow)
+    trainer = SynDiffTrainer(SynDiff(cfg), cfg, total_steps=2)
+    seen = []
+    pseudo_x0 = SynDiffTrainer._pseudo_x0
+
+    def spy(self, X, x_tp1, t, cond):
+        seen.append(torch.is_grad_enabled() and cond.requires_grad)
+        return pseudo_x0(self, X, x_tp1, t, cond)
+
+    monkeypatch.setattr(SynDiffTrainer, "_pseudo_x0", spy)
+    x = torch.rand(2, 1, cfg.image_size, cfg.image_size) * 2 - 1
+    trainer.train_step(x, -x.flip(-1))
+    assert seen == [False, False, flow, flow]  # discriminator step (no gradient), then generator step
 
 
 def test_cosine_schedule_and_ema_decay_are_those_configured():
@@ -205,6 +225,13 @@ def test_run_folder_files_and_best_model(full_run):
     assert set(best.extra["data"]["L"]) == {"tem0", "tem1", "tem2"}
     last = SynDiff.from_pretrained(out / "last", map_location="cpu")
     assert last.extra["step"] == 4
+    from ads_synth.translation.formats import run_snapshots
+
+    snapshots = run_snapshots(out)  # keep_snapshots: one model per scoring, with its scores
+    assert [p.name for p in snapshots] == ["step_000000", "step_000002", "step_000004"]
+    for snap, row in zip(snapshots, scores):
+        extra = SynDiff.from_pretrained(snap, map_location="cpu").extra
+        assert extra["step"] == int(row["step"]) and extra["scores"]["score"] == pytest.approx(float(row["score"]))
     # last/ holds the EMA diffusive generators of the final step (all that translation needs)
     assert last.shipped_parts == ("gen_diff",)
     for name, module in last.generators().items():

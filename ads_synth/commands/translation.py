@@ -2,7 +2,7 @@
 
 from ads_synth.commands.scale import parse_scale
 from ads_synth.errors import InputError
-from ads_synth.translation.config import list_presets
+from ads_synth.translation.config import DEFAULT_PRESET, list_presets
 
 _SCALE_HELP = (
     "magnify the labeled images by S on top of the unlabeled domain's pixel size (L working pixel size = "
@@ -91,8 +91,9 @@ def register(subparsers):
     p.add_argument("--target", action="append", metavar="PATH",
                    help="unlabeled modality U: an image, folder, BIDS or nnU-Net dataset (repeat for several)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must not hold a run unless --resume)")
-    p.add_argument("--preset", default="compact", choices=list_presets(),
-                   help="network sizes: compact (CPU), paper (GPU), tiny (tests); default compact")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list_presets(),
+                   help=f"network sizes and optimiser: compact-cl (CPU, constant learning rate), compact (CPU, the "
+                        f"shipped translators' recipe), paper (GPU), tiny (tests); default {DEFAULT_PRESET}")
     p.add_argument("--scale", type=parse_scale, default=1.0, metavar="S", help=_SCALE_HELP)
     p.add_argument("--steps", type=int, default=None, metavar="N", help="total training steps (default 10000)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",

@@ -43,7 +43,7 @@ class FamilyOptions:
     scale : str or float
         ``auto`` (estimated from fibre sizes) or a number (``1``: the paper's pixel-size rule).
     preset : str or None
-        SynDiff preset; default ``compact``.
+        SynDiff preset; default :data:`~ads_synth.translation.config.DEFAULT_PRESET`.
     folds : list of int
         nnU-Net folds of every model.
     steps, epochs, proxy_epochs, iterations, patch : int or None
@@ -128,7 +128,7 @@ def check_options(opts) -> FamilyOptions:
     """Check every option before anything is read or written; fill defaults. InputError on the first problem."""
     import math
 
-    from ads_synth.translation.config import list_presets
+    from ads_synth.translation.config import DEFAULT_PRESET, list_presets
 
     opts.target = str(opts.target or "").strip()
     if not _MODALITY.match(opts.target):
@@ -160,7 +160,7 @@ def check_options(opts) -> FamilyOptions:
         if not math.isfinite(scale) or not 0.01 <= scale <= 100:
             raise InputError(f"--scale {opts.scale}: give 'auto' or a factor from 0.01 to 100.")
         opts.scale = scale
-    opts.preset = opts.preset or "compact"
+    opts.preset = opts.preset or DEFAULT_PRESET
     if opts.preset not in list_presets():
         raise InputError(f"--preset {opts.preset!r}: choose one of {', '.join(list_presets())}.")
     try:

@@ -28,6 +28,7 @@ U's labels are never read: every choice is made from the data (:mod:`ads_synth.s
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -203,16 +204,68 @@ class FamilyRun:
                             tile=self._translation_tile(scale), target_pixel_size=self.opts.pixel_size,
                             source_name=self.opts.source, target_name=self.opts.target, eval_tiles=4,
                             device=str(self.device), progress=self.progress,
-                            time_limit_s=self.plan.translation_s)
+                            time_limit_s=self.plan.translation_s, keep_snapshots=True)
         run.parent.mkdir(parents=True, exist_ok=True)
         trainer = train(opts, resume=(run / CONFIG_NAME).is_file())
         steps = int(trainer.step)
-        model = run_model_dir(run)
-        if model is None:
+        if run_model_dir(run) is None:
             raise InputError(f"{run}: translation training wrote no model; rerun the same command to continue.")
         nd = export_nondiffusive(run, self.work / "translation_nd", overwrite=True)
+        model, look, chosen_by, checked = self._choose_translation(run)
+        if look["learned"] is False:
+            _warn(f"{look['verdict']}; the tutorship and adaptation candidates will likely fail the label-free "
+                  "checks (a longer --time-budget trains the translation longer).")
         return {"run": self._rel(run), "model": self._rel(model), "nondiffusive": self._rel(nd), "steps": steps,
-                "tile": opts.tile, "best": _best_score(run)}
+                "tile": opts.tile, "best": _best_score(run), "look": look, "chosen_by": chosen_by,
+                "contrast_by_step": checked}
+
+    def _choose_translation(self, run):
+        """The translation the family uses: the run's best cycle score (``best/``), unless that model did not learn
+        U's contrast (:mod:`ads_synth.family.look`) where a scoring's snapshot (not step 0's) did: then the snapshot
+        with the best cycle score among those that learned it. The cycle score alone prefers early, copy-like
+        models: a copy goes round the cycle unchanged.
+
+        Returns
+        -------
+        (Path, dict, str, dict)
+            The model folder, its contrast check, how it was chosen, and each snapshot's translated contrast by step.
+        """
+        from ads_synth.translation.formats import CONFIG_NAME, run_model_dir, run_snapshots
+
+        best = run_model_dir(run)
+        look = self._look(best)
+        if look["learned"] is not False:
+            return best, look, "the best cycle score (best/)", {}
+        checked, learned = {}, []
+        for snap in run_snapshots(run):
+            step = int(snap.name.split("_")[1])
+            if step == 0:  # the untrained networks
+                continue
+            snap_look = self._look(snap)
+            checked[step] = round(snap_look["contrast_translated"], 3)
+            if snap_look["learned"]:
+                extra = json.loads((snap / CONFIG_NAME).read_text(encoding="utf-8")).get("extra", {})
+                learned.append((float(extra.get("scores", {}).get("score", -1.0)), step, snap, snap_look))
+        if not learned:
+            return best, look, "the best cycle score (best/); no snapshot learned the contrast", checked
+        score, step, snap, snap_look = max(learned, key=lambda item: item[:2])
+        return snap, snap_look, (f"the contrast check: best/ did not learn it; step {step} did "
+                                 f"(cycle score {score:.3f}, the best of the {len(learned)} that did)"), checked
+
+    def _look(self, model_dir):
+        """:func:`ads_synth.family.look.look_check` of the translation in ``model_dir`` (U's phase found once)."""
+        from ads_synth.data.images import read_image
+        from ads_synth.family.look import look_check, unlabeled_phase
+        from ads_synth.translation.translate import load_translation_model, translate_image
+
+        if not hasattr(self, "_u_phase"):
+            self._u_phase = unlabeled_phase(read_image(s.image, allow_large=True) for s, _ in self.u_jobs)
+        model = load_translation_model(model_dir, device=self.device)
+
+        def translate(image, pixel_size):
+            return translate_image(model, image, pixel_size, "L2U", progress=False)[0]
+
+        return look_check(translate, self.labeled, self._u_phase)
 
     def _translation_model(self, key="model"):
         from ads_synth.translation.translate import load_translation_model

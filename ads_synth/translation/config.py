@@ -197,6 +197,13 @@ class SynDiffConfig:
         Training batch size.
     cosine_decay : bool
         Cosine learning-rate decay over training.
+    nd_condition_grad : bool
+        Let the diffusive generators' losses train the non-diffusive generators through their condition (True:
+        the paper's joint loss, what the shipped translators were trained with; configs written before this field
+        existed read as True). False trains the non-diffusive half on its own adversarial and cycle losses only
+        (``compact-cl``): the diffusive generator reconstructs ``X`` from the non-diffusive translation of ``X``,
+        which is easiest when that translation is a copy. Measured alone (with the paper's optimiser) it did not
+        make the non-diffusive half learn TEM -> SEM's contrast (docs/results.md, 2026-12-03).
     """
 
     image_size: int = 256
@@ -220,6 +227,7 @@ class SynDiffConfig:
     lazy_reg: int = 10
     batch_size: int = 1
     cosine_decay: bool = True
+    nd_condition_grad: bool = True
 
     def __post_init__(self):
         _check(self.num_channels == 1, "num_channels must be 1 (grayscale microscopy)")
@@ -244,7 +252,8 @@ class SynDiffConfig:
 
     @classmethod
     def from_dict(cls, data):
-        """Rebuild from :meth:`to_dict` output; every field must be present and no unknown one.
+        """Rebuild from :meth:`to_dict` output; every field must be present (but those of ``_LEGACY``), and no
+        unknown one.
 
         Parameters
         ----------
@@ -271,11 +280,16 @@ def _to_jsonable(value):
     return value
 
 
+#: Fields added after models were shipped: the value a config without them was trained with.
+_LEGACY = {"SynDiffConfig": {"nd_condition_grad": True}}
+
+
 def _from_dict(cls, data, where):
     if not isinstance(data, dict):
         raise ValueError(f"config{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    data = {**_LEGACY.get(cls.__name__, {}), **data}
     missing = [n for n in names if n not in data]
     unknown = sorted(set(data) - set(names))
     if missing or unknown:
@@ -376,6 +390,27 @@ def compact():
         patchgan=PatchGANConfig(ndf=16, n_layers=3),
         tdisc=TDiscConfig(ngf=4, ch_mult=(2, 4, 8, 16, 16), t_emb_dim=64),
     )
+
+
+@register_preset("compact-cl")
+def compact_cl():
+    """``compact`` with a constant learning rate: 2e-4 for generators and discriminators, Adam betas (0.5, 0.999)
+    (CycleGAN's), no cosine decay, and the non-diffusive half trained on its own losses only
+    (``nd_condition_grad=False``). The default of ``translation train`` and ``family train``.
+
+    Why (docs/results.md, 2026-12-03): with ``compact``'s (the paper's) 1.6e-4 / 1e-4, betas (0.5, 0.9) and
+    cosine decay, SynDiff's non-diffusive generators kept TEM's contrast (dark myelin) in their "SEM"
+    translations through 600, 800 and 2758 steps, and the diffusive generators conditioned on them did too, so
+    tutorship learned from TEM-looking images. With these settings the same run learned SEM's contrast (bright
+    myelin, dark axons) in both halves within 800 steps on TEM -> SEM. ``compact`` stays as it was: the shipped
+    TEM2SEM / TEM2BF translators were trained with it and their cards rebuild it.
+    """
+    return dataclasses.replace(compact(), lr_g=2e-4, lr_d=2e-4, beta2=0.999, cosine_decay=False,
+                               nd_condition_grad=False)
+
+
+#: The preset new translation runs use unless told otherwise.
+DEFAULT_PRESET = "compact-cl"
 
 
 @register_preset("tiny")

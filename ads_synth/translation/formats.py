@@ -21,6 +21,17 @@ CHECKPOINT_NAME = "checkpoint.pt"
 RUN_FORMAT = "ads-synth-syndiff-run/1"
 #: Model folders inside a run, in the order inference prefers them.
 RUN_MODEL_DIRS = ("best", "last")
+#: A run's folder of per-scoring model folders (``step_XXXXXX/``, with ``keep_snapshots``).
+SNAPSHOTS = "snapshots"
+
+
+def run_snapshots(path) -> list:
+    """The snapshot model folders of the run ``path`` (``snapshots/step_XXXXXX/`` holding a model), by step."""
+    folder = Path(path) / SNAPSHOTS
+    if not folder.is_dir():
+        return []
+    return sorted(d for d in folder.iterdir()
+                  if d.is_dir() and d.name.startswith("step_") and (d / CONFIG_NAME).is_file())
 
 
 def is_run_dir(path) -> bool:

@@ -185,29 +185,57 @@ def detected_axon_diameters(image):
     (numpy.ndarray, float)
         Diameters in pixels of ``image`` (empty when nothing round is found) and the chosen smoothing.
     """
+    found, smoothing, _ = _detect_axons(image)
+    return found, smoothing
+
+
+def axon_phase(image, *, max_pixels=MAX_PIXELS, crop_side=CROP_SIDE, seed=0):
+    """Which intensity phase the detector of :func:`detected_axon_diameters` takes as the axons, without labels.
+
+    Images above ``max_pixels`` are looked at in seeded high-contrast crops, as for the scale; the phase is the
+    one most crops agree on.
+
+    Returns
+    -------
+    str or None
+        ``"dark"`` (dark axons in brighter myelin, as SEM), ``"bright"`` (as TEM and bright field) or None when
+        nothing round was found.
+    """
+    return majority_phase([_detect_axons(c)[2] for c in _crops(np.asarray(image), max_pixels, crop_side, seed)])
+
+
+def majority_phase(phases):
+    """The axon phase (``"dark"`` / ``"bright"``) most of ``phases`` name, ignoring None; None when none does."""
+    phases = [p for p in phases if p is not None]
+    return max(("dark", "bright"), key=phases.count) if phases else None
+
+
+def _detect_axons(image):
+    """:func:`detected_axon_diameters`'s diameters and smoothing, and the phase they were found in."""
     from scipy import ndimage as ndi
     from skimage.transform import pyramid_reduce
 
     x = _normalise(image)
     if x is None:
-        return np.zeros(0), math.nan
-    best, best_s, level, factor = np.zeros(0), math.nan, x, 1
+        return np.zeros(0), math.nan, None
+    best, best_s, best_phase, level, factor = np.zeros(0), math.nan, None, x, 1
     first = None
     while min(level.shape) >= 48:
         smooth = ndi.gaussian_filter(level, 1.0)
         dark, bright = _round_components(smooth, min_area=16)
-        found = (dark if len(dark) >= len(bright) else bright) * factor
+        phase = "dark" if len(dark) >= len(bright) else "bright"
+        found = (dark if phase == "dark" else bright) * factor
         if len(found) < MIN_COMPONENTS:
             found = np.zeros(0)
         if first is None and len(found):
-            first = (found, float(factor))
+            first = (found, float(factor), phase)
         if len(found) and area_weighted_median(found) >= MIN_DIAMETER_PER_SMOOTHING * factor:
-            best, best_s = found, float(factor)
+            best, best_s, best_phase = found, float(factor), phase
         level = pyramid_reduce(level, downscale=2, preserve_range=True).astype(np.float32)
         factor *= 2
     if not len(best) and first is not None:
-        best, best_s = first
-    return best, best_s
+        best, best_s, best_phase = first
+    return best, best_s, best_phase
 
 
 def _normalise(image):
@@ -394,7 +422,9 @@ __all__ = [
     "ImageSize",
     "ScaleEstimate",
     "area_weighted_median",
+    "axon_phase",
     "detected_axon_diameters",
+    "majority_phase",
     "estimate_from_sizes",
     "estimate_scale",
     "format_estimate",

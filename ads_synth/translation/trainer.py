@@ -64,8 +64,9 @@ from ads_synth.calibration import fitted_count
 from ads_synth.device import resolve_device
 from ads_synth.errors import InputError, NonFiniteError
 from ads_synth.translation import scoring
-from ads_synth.translation.config import SynDiffConfig, get_preset
-from ads_synth.translation.formats import CHECKPOINT_NAME, CONFIG_NAME, RUN_FORMAT  # noqa: F401 (re-exported)
+from ads_synth.translation.config import DEFAULT_PRESET, SynDiffConfig, get_preset
+from ads_synth.translation.formats import (  # noqa: F401 (CHECKPOINT_NAME, CONFIG_NAME re-exported)
+    CHECKPOINT_NAME, CONFIG_NAME, RUN_FORMAT, SNAPSHOTS)
 from ads_synth.translation.tiles import (
     TileSampler,
     holdout_split,
@@ -257,7 +258,8 @@ class SynDiffTrainer:
             t = torch.randint(0, T, (batch[X],), device=device)
             x_t, x_tp1 = diffusion.q_sample_pairs(reals[X], t)
             x_tp1 = x_tp1.detach()
-            x0 = self._pseudo_x0(X, x_tp1, t, fake[OTHER[X]])
+            cond = fake[OTHER[X]] if cfg.nd_condition_grad else fake[OTHER[X]].detach()
+            x0 = self._pseudo_x0(X, x_tp1, t, cond)
             x_pos = diffusion.sample_posterior(x0, x_tp1, t)
             adv = F.softplus(-model.disc_diff[X](x_pos, t, x_tp1).view(-1)).mean()
             nd_adv = F.softplus(-model.disc_nd[X](fake[X])).mean()
@@ -456,12 +458,16 @@ class TrainOptions:
         scoring and checkpoint intervals scale with it, so the run keeps as many of each. The
         calibrated schedule is stored in the checkpoint and a resumed run keeps it. None: ``steps`` as
         given.
+    keep_snapshots : bool
+        Also save the EMA model at every scoring as ``snapshots/step_XXXXXX/`` (float16, a few MB each), so that a
+        caller can choose among them by more than the cycle score (``ads-synth family train`` checks their
+        contrast, :mod:`ads_synth.family.look`).
     """
 
     source: list = field(default_factory=list)
     target: list = field(default_factory=list)
     out: str = ""
-    preset: str = "compact"
+    preset: str = DEFAULT_PRESET
     scale: float = 1.0
     steps: int | None = None
     checkpoint_every: int | None = None
@@ -478,6 +484,7 @@ class TrainOptions:
     progress: bool = True
     channels: int | None = None
     time_limit_s: float | None = None
+    keep_snapshots: bool = False
 
     #: Options a resumed run takes from its config.json (the others may change between sessions).
     FIXED = ("source", "target", "preset", "scale", "seed", "batch_size", "tile", "source_pixel_size",
@@ -857,6 +864,8 @@ def _train(opts, resume, _stop_after, rank, world, device):
         scoring.save_sample_grid(examples, run_dir / "samples" / f"step_{n:06d}.png",
                                  title=f"step {n}  cycle SSIM L {scores['ssim_L']:.3f}  U {scores['ssim_U']:.3f}")
         scoring.plot_curves(run_dir / "metrics.csv", run_dir / "scores.csv", run_dir / "curves.png")
+        if opts.keep_snapshots:
+            save_model_dir(trainer.ema, run_dir / SNAPSHOTS / f"step_{n:06d}", _extra(prep, n, scores))
         if scores["score"] > best["score"]:
             best.update(score=float(scores["score"]), step=n)
             save_model_dir(trainer.ema, run_dir / "best", _extra(prep, n, scores))
