@@ -76,11 +76,16 @@ def look_check(translate, labeled, u_phase, max_images=MAX_IMAGES) -> dict:
         image, labels = read_image(s.image, allow_large=True), load_label_map(s)
         before.append(myelin_contrast(image, labels))
         after.append(myelin_contrast(translate(image, s.pixel_size), labels))
-        l_phases.append("bright" if before[-1] < 0 else "dark")
+        if np.isfinite(before[-1]):  # an image whose labels hold no myelin or no axon says nothing
+            l_phases.append("bright" if before[-1] < 0 else "dark")
     l_phase = majority_phase(l_phases)
-    c_before, c_after = float(np.nanmedian(before)), float(np.nanmedian(after))
+    finite = [i for i, c in enumerate(before) if np.isfinite(c) and np.isfinite(after[i])]
+    c_before = float(np.median([before[i] for i in finite])) if finite else float("nan")
+    c_after = float(np.median([after[i] for i in finite])) if finite else float("nan")
     if u_phase is None:
         learned, verdict = None, "no round axons found in the unlabeled images: contrast not checked"
+    elif not (np.isfinite(c_before) and np.isfinite(c_after)):
+        learned, verdict = None, "the labeled images checked hold no myelin and axon labels: contrast not checked"
     elif u_phase == l_phase:
         learned, verdict = None, (f"both modalities have {u_phase} axons: the contrast cannot tell a translation "
                                   "from a copy; look at the report's translations")
