@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ads_synth.atomic import atomic_write
 from ads_synth.family.auto import AUTO, auto_entry
+from ads_synth.family.options import FAMILY_PRESET
 from ads_synth.segmentation.strategies import list_strategies
-from ads_synth.translation.config import DEFAULT_PRESET
 
 
 def family_strategies() -> list:
@@ -44,7 +44,7 @@ def _command(run) -> str:
     words += ["--time-budget", f"{opts.time_budget:g}"]
     if opts.scale != "auto":
         words += ["--scale", f"{opts.scale:g}"]
-    for flag, value, default in (("--preset", opts.preset, DEFAULT_PRESET), ("--patch", opts.patch, 128),
+    for flag, value, default in (("--preset", opts.preset, FAMILY_PRESET), ("--patch", opts.patch, 128),
                                  ("--steps", opts.steps, None), ("--epochs", opts.epochs, None),
                                  ("--proxy-epochs", opts.proxy_epochs, None),
                                  ("--iterations", opts.iterations, None)):
