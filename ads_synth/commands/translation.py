@@ -92,7 +92,7 @@ def register(subparsers):
                    help="unlabeled modality U: an image, folder, BIDS or nnU-Net dataset (repeat for several)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must not hold a run unless --resume)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list_presets(),
-                   help=f"network sizes and optimiser: compact-cl (CPU, constant learning rate), compact (CPU, the "
+                   help="network sizes and optimiser: compact-cl (CPU, constant learning rate), compact (CPU, the "
                         f"shipped translators' recipe), paper (GPU), tiny (tests); default {DEFAULT_PRESET}")
     p.add_argument("--scale", type=parse_scale, default=1.0, metavar="S", help=_SCALE_HELP)
     p.add_argument("--steps", type=int, default=None, metavar="N", help="total training steps (default 10000)")
