@@ -220,7 +220,8 @@ def test_the_translation_used_is_one_that_learned_the_contrast(tmp_path, monkeyp
     for name, score in (("best", 0.30), ("snapshots/step_000000", 0.0), ("snapshots/step_000100", 0.30), ("snapshots/step_000200", 0.25),
                         ("snapshots/step_000300", 0.27), ("snapshots/step_000400", 0.20)):
         (run / name).mkdir(parents=True)
-        (run / name / "config.json").write_text(json.dumps({"extra": {"scores": {"score": score}}}))
+        step = int(name.split("_")[-1]) if "step_" in name else 999
+        (run / name / "config.json").write_text(json.dumps({"extra": {"step": step, "scores": {"score": score}}}))
     learned = {"best": False, "step_000000": True, "step_000100": False, "step_000200": True, "step_000300": True, "step_000400": True}
 
     def look(self, folder):

@@ -161,7 +161,7 @@ def write_report(run) -> Path:
         f"SynDiff ({run.opts.preset} preset), {translation['steps']} steps on {translation['tile']} px tiles.",
         "",
         f"Contrast check (no unlabeled label used): {translation['look']['verdict']}. The model used was chosen "
-        f"by {translation.get('chosen_by', 'the best cycle score (best/)')}."
+        f"by {translation['chosen_by']}."
         if translation.get("look") else "Contrast check: not run (a run from before the check existed).",
         "",
         "![translations](figures/translations.png)",

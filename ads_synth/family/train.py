@@ -28,6 +28,7 @@ U's labels are never read: every choice is made from the data (:mod:`ads_synth.s
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -238,13 +239,13 @@ class FamilyRun:
             return best, look, "the best cycle score (best/)", {}
         checked, learned = {}, []
         for snap in run_snapshots(run):
-            step = int(snap.name.split("_")[1])
+            extra = json.loads((snap / CONFIG_NAME).read_text(encoding="utf-8")).get("extra", {})
+            step = int(extra.get("step", 0))
             if step == 0:  # the untrained networks
                 continue
             snap_look = self._look(snap)
             checked[step] = round(snap_look["contrast_translated"], 3)
             if snap_look["learned"]:
-                extra = json.loads((snap / CONFIG_NAME).read_text(encoding="utf-8")).get("extra", {})
                 learned.append((float(extra.get("scores", {}).get("score", -1.0)), step, snap, snap_look))
         if not learned:
             return best, look, "the best cycle score (best/); no snapshot learned the contrast", checked
@@ -252,14 +253,19 @@ class FamilyRun:
         return snap, snap_look, (f"the contrast check: best/ did not learn it; step {step} did "
                                  f"(cycle score {score:.3f}, the best of the {len(learned)} that did)"), checked
 
-    def _look(self, model_dir):
-        """:func:`ads_synth.family.look.look_check` of the translation in ``model_dir`` (U's phase found once)."""
+    @functools.cached_property
+    def _u_phase(self):
+        """U's axon phase (:func:`ads_synth.family.look.unlabeled_phase`), found once per run."""
         from ads_synth.data.images import read_image
-        from ads_synth.family.look import look_check, unlabeled_phase
+        from ads_synth.family.look import unlabeled_phase
+
+        return unlabeled_phase(read_image(s.image, allow_large=True) for s, _ in self.u_jobs)
+
+    def _look(self, model_dir):
+        """:func:`ads_synth.family.look.look_check` of the translation in ``model_dir``."""
+        from ads_synth.family.look import look_check
         from ads_synth.translation.translate import load_translation_model, translate_image
 
-        if not hasattr(self, "_u_phase"):
-            self._u_phase = unlabeled_phase(read_image(s.image, allow_large=True) for s, _ in self.u_jobs)
         model = load_translation_model(model_dir, device=self.device)
 
         def translate(image, pixel_size):
