@@ -281,6 +281,17 @@ def test_proxy_teacher_labels_for_every_choosable_teacher(tmp_path, teacher, nam
     assert translation == ("nondiffusive" if teacher == "adapt_nd" else "model")
 
 
+def test_translated_labeled_images_teach_the_proxy_only_through_a_translated_teacher():
+    """When the choice picks a no-translation baseline, the translated paths scored below it: the L images in the
+    translation's look then stay out of the proxy's training (family run E taught the proxy adapt's thin sheaths
+    and the translation's look together)."""
+    from ads_synth.family.train import CANDIDATES, _translated_path
+
+    translated = {name: _translated_path(name) for name in CANDIDATES + ("combined", "adapt_nd", "proxy")}
+    assert translated == {"tutor": True, "adapt": True, "combined": True, "adapt_nd": True, "proxy": True,
+                          "direct": False, "invert": False, "histmatch": False}
+
+
 # -- end to end --------------------------------------------------------------------------------------------------
 def _phases(out):
     path = out / STATE_FILE
@@ -330,8 +341,12 @@ def test_family_train_end_to_end_killed_and_resumed(tmp_path, labeled, user_card
     assert second["kept"] == (second["score"] > second["best_before"])  # both ranked in round 2's scoring
     assert proxy["model"] == (second if second["kept"] else first)["model"]
     assert (out / "work" / "teacher_labels" / "proxy").is_dir()  # round 1's labels on every U image taught round 2
-    # translated L images taught the proxy only if the translation's tutorship model passed the validity gate
-    tutor_valid = state["phases"]["choice"]["result"]["scores"]["tutor"]["valid"]
+    # translated L images taught the proxy only if the translation's tutorship model passed the validity gate and
+    # the chosen teacher goes through the translation (not a no-translation baseline)
+    from ads_synth.family.train import _translated_path
+
+    choice = state["phases"]["choice"]["result"]
+    tutor_valid = choice["scores"]["tutor"]["valid"] and _translated_path(choice["teacher"])
     n_u = state["config"]["unlabeled"]["n_images"]  # fewer than nnU-Net's five folds need: L kept to make them up
     assert proxy["translated_labeled"] == (state["config"]["labeled"]["n_images"] if tutor_valid or n_u < 5 else 0)
     # round 1 fine-tuned from its teacher's network, round 2 from round 1's, both recorded in the model's json

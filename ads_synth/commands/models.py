@@ -212,8 +212,9 @@ def run_auto(args):
                                         gpu_id=args.gpu_id, overwrite=args.overwrite, progress=not args.no_progress)
     for name, s in sorted(scores.items(), key=lambda kv: -kv[1]["score"]):
         mark = "*" if name == card.auto["chosen"] else " "
-        print(f"{mark} {name:<8} score {s['score']:.3f}  agreement {s['agreement']:.3f}  "
-              f"confidence {s['confidence']:.3f}")
+        print(f"{mark} {name:<8} score {s['score']:.3f}  fibre-like {s['valid'] > 0!s:<5}  "
+              f"intensity coherence {s.get('intensity_coherence', float('nan')):.3f}  "
+              f"agreement {s['agreement']:.3f}  confidence {s['confidence']:.3f}")
     print(f"wrote {card.path}: --pseudo auto = {card.auto['chosen']}")
     return 0
 
@@ -238,7 +239,8 @@ def register(subparsers):
     p = sub.add_parser(
         "auto", help="choose a pair's --pseudo auto path without labels (writes <PAIR>_auto.yaml)",
         description="Pseudo-label centre crops of unlabeled images with every card of the pair, score the pseudo "
-        "labels without labels (agreement between the paths, confidence) and write <PAIR>_auto.yaml beside the "
+        "labels without labels (fibre-like rings first, then how much of the image's intensity variance the labels "
+        "explain) and write <PAIR>_auto.yaml beside the "
         "cards: the best path, with the scores that chose it. ads-synth family train does this by itself.")
     p.add_argument("pair", metavar="PAIR", help="modality pair, e.g. TEM2SEM")
     p.add_argument("--unlabeled", nargs="+", required=True, metavar="PATH",

@@ -16,8 +16,8 @@ from ads_synth.errors import InputError
 
 AUTO = "auto"
 METHOD = ("label-free scores of each path's pseudo labels on centre crops of the unlabeled images "
-          "(ads_synth.segmentation.label_free: paths at least half as fibre-like as the best first, then the mean "
-          "rank of agreement with the other paths and of confidence); the best shippable path")
+          "(ads_synth.segmentation.label_free: paths at least half as fibre-like as the best first, then the share "
+          "of the image's intensity variance their labels explain); the best shippable path")
 
 
 def score_folders(folders, images, reference=None, unit_size=None) -> dict:

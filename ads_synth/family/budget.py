@@ -27,11 +27,10 @@ COSTS = {
 TRANSLATION_TILE = 128
 
 #: Share of the training time left after the fixed costs: translation, the two teachers (tutor, L), the proxy.
-#: With ``--preset compact-cl`` on TEM -> SEM (batch 1, 128 px tiles) the translation learned the target's contrast
-#: between steps 2476 and 3000 of one run (docs/results.md, 2026-12-03): 45% of the 45-minute default bought 2476
-#: steps on this CPU, so such a run wants ``--time-budget 60`` or more. The shares stay those measured with the
-#: default preset (run B).
-SHARES = {"translation": 0.45, "teachers": 0.35, "proxy": 0.20}
+#: With the family's preset (``compact-cl``) on TEM -> SEM (batch 1, 128 px tiles) the translation learned the
+#: target's contrast between steps 2476 and 3000 of one run (docs/results.md, 2026-12-03): 45% of the 45-minute
+#: default bought 2476 steps on this CPU, 60% bought 3292 (run E, contrast learned; 42 min 26 s in all).
+SHARES = {"translation": 0.60, "teachers": 0.25, "proxy": 0.15}
 
 #: nnU-Net iterations per epoch in the plan (epochs scale with the budget).
 ITERATIONS_PER_EPOCH = 50

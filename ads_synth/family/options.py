@@ -16,13 +16,13 @@ _MODALITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 PROXY_STARTS = ("teacher", "scratch")
 
 
-#: SynDiff preset of ``family train`` (``--preset``). ``compact``, not ``translation train``'s ``compact-cl``: on
-#: sem-dev the family's label-free choice did better with ``compact``'s copy-like translation (``auto`` 0.790 /
-#: 0.710, the proxy taught by the inverted baseline) than with ``compact-cl``'s translation that learned SEM's
-#: contrast (``auto`` picked adaptation, 0.647 / 0.434; docs/results.md, run E): until the candidates' scores rank
-#: translated paths correctly, the family keeps the setting that measured best. ``--preset compact-cl`` trains the
-#: translation that learns the contrast.
-FAMILY_PRESET = "compact"
+#: SynDiff preset of ``family train`` (``--preset``): ``compact-cl``, as ``translation train``. Its translation learns
+#: the target's contrast on TEM -> SEM within the family's share (run E: +0.81 sd, where ``compact``'s stayed a copy
+#: of TEM's), which a modality that inverting cannot imitate needs; with the candidates ranked by their labels' fit to
+#: the images (:mod:`ads_synth.segmentation.label_free`), ``auto`` on sem-dev is 0.792 / 0.711 (run F), against
+#: 0.790 / 0.710 with ``compact`` (run B) and 0.647 / 0.434 with ``compact-cl`` and the earlier choice (run E);
+#: docs/results.md.
+FAMILY_PRESET = "compact-cl"
 
 
 @dataclass

@@ -175,7 +175,9 @@ def write_report(run) -> Path:
         "",
         "Label-free scores (higher is better) of each candidate's pseudo labels on crops of the unlabeled images. "
         "`direct`, `invert` and `histmatch` need no translation (the L model on the images as they are, inverted, "
-        "or histogram-matched): a translation path is worth its cost only where it scores above them.",
+        "or histogram-matched): a translation path is worth its cost only where it scores above them. `score` "
+        "ranks the candidates that pass the fibre gate (`valid`: closed myelin rings round axons) above those that "
+        "do not, then by `intensity_coherence`, the share of the image's intensity variance their labels explain.",
         "",
         _scores_table(choice["scores"], choice["teacher"], "taught the proxy"),
         "",

@@ -435,10 +435,12 @@ class FamilyRun:
         teachers = self.state.result("teachers")
         items = self._teacher_labels(teacher)
         # the L images translated into U's look teach the proxy (their labels are exact) only when the translation
-        # is shown to give U's look: its tutorship model passes the label-free fibre-validity gate. Otherwise they
-        # keep L's look (e.g. TEM's dark myelin) and teach the opposite of the U pseudo labels; unless the U images
-        # alone are too few for nnU-Net's five folds.
-        valid = choice["scores"].get("tutor", {}).get("valid")
+        # is shown to give U's look: its tutorship model passes the label-free fibre-validity gate, and the chosen
+        # teacher is a translated path (a no-translation baseline chosen means its labels fit U better than the
+        # translated paths': translated L would teach the translation's idea of U). Otherwise they keep L's look
+        # (e.g. TEM's dark myelin) and teach the opposite of the U pseudo labels; unless the U images alone are too
+        # few for nnU-Net's five folds.
+        valid = choice["scores"].get("tutor", {}).get("valid") and _translated_path(teacher)
         translated = self.labeled if valid or len(items) < MIN_CASES_FOR_FOLDS else []
         translation = self._abs(self.state.result("translation")["model"])
         cands = self.state.result("candidates")
@@ -498,6 +500,17 @@ class FamilyRun:
         from ads_synth.family.report import write_report
 
         return {"report": self._rel(write_report(self))}
+
+
+def _translated_path(name) -> bool:
+    """Whether the candidate ``name`` goes through the translation (not a no-translation baseline: the L model on
+    the U image as it is or intensity-transformed)."""
+    from ads_synth.segmentation.strategies import list_strategies
+
+    if name == ADAPT_ND:
+        return True
+    s = {x.name: x for x in list_strategies()}[name]
+    return not (s.segments == "L" and s.translate is None)
 
 
 def _best_score(run):
