@@ -396,7 +396,7 @@ def compact():
 def compact_cl():
     """``compact`` with a constant learning rate: 2e-4 for generators and discriminators, Adam betas (0.5, 0.999)
     (CycleGAN's), no cosine decay, and the non-diffusive half trained on its own losses only
-    (``nd_condition_grad=False``). The default of ``translation train``; ``family train`` keeps ``compact`` for now
+    (``nd_condition_grad=False``). The default of ``translation train`` and of ``family train``
     (:data:`ads_synth.family.options.FAMILY_PRESET`).
 
     Why (docs/results.md, 2026-12-03): with ``compact``'s (the paper's) 1.6e-4 / 1e-4, betas (0.5, 0.9) and
