@@ -61,7 +61,8 @@ def register(subparsers):
                    help="1 (default): one line per phase and progress bars; 0: quiet")
     expert = p.add_argument_group("expert options (default: planned from --time-budget)")
     expert.add_argument("--preset", default=None,
-                        help="SynDiff preset (default compact-cl; compact: the shipped translators' recipe; tiny for tests)")
+                        help="SynDiff preset (default compact-cl; compact: the shipped translators' recipe; "
+                        "tiny for tests)")
     expert.add_argument("--steps", type=int, default=None, help="translation steps")
     expert.add_argument("--epochs", type=int, default=None, help="nnU-Net epochs of the teachers (and proxy)")
     expert.add_argument("--proxy-epochs", dest="proxy_epochs", type=int, default=None, help="nnU-Net epochs of the proxy")
