@@ -281,6 +281,25 @@ def test_proxy_teacher_labels_for_every_choosable_teacher(tmp_path, teacher, nam
     assert translation == ("nondiffusive" if teacher == "adapt_nd" else "model")
 
 
+def test_u_phase_is_read_from_the_scale_phase_record_when_it_holds_one():
+    """The scale phase's detector already found each U image's axon phase: the contrast check reuses it instead of
+    running the detector again; with ``--scale`` given (no record) it detects on the U images."""
+    from types import SimpleNamespace
+
+    from ads_synth.family.train import FamilyRun
+
+    def run_with(scale_result):
+        run = object.__new__(FamilyRun)
+        run.state = SimpleNamespace(result=lambda phase: scale_result)
+        run.u_jobs = []  # detecting on these would give None
+        return run
+
+    recorded = {"estimate": {"images": [{"domain": "L", "axon_phase": "bright"}, {"domain": "U", "axon_phase": "dark"},
+                                        {"domain": "U", "axon_phase": None}, {"domain": "U", "axon_phase": "dark"}]}}
+    assert run_with(recorded)._u_phase == "dark"
+    assert run_with({"scale": 5.0, "method": "given (--scale)"})._u_phase is None  # detected: no U image here
+
+
 def test_translated_labeled_images_teach_the_proxy_only_through_a_translated_teacher():
     """When the choice picks a no-translation baseline, the translated paths scored below it: the L images in the
     translation's look then stay out of the proxy's training (family run E taught the proxy adapt's thin sheaths

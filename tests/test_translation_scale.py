@@ -115,6 +115,9 @@ def test_estimate_recovers_known_scale_from_synthetic_rings(synthetic):
     assert est.low <= est.scale <= est.high
     assert abs(est.detector_check - 1) < 0.15  # the detector measures L's labelled axons too
     assert [s.domain for s in est.images] == ["L"] * 3 + ["U"] * 3
+    # the detector's axon phase per image, recorded (family train's contrast check reads U's from it)
+    assert [s.axon_phase for s in est.images] == ["bright"] * 3 + ["dark"] * 3
+    assert [im["axon_phase"] for im in est.to_dict()["images"]] == ["bright"] * 3 + ["dark"] * 3
     # the other way round the factor inverts
     back = estimate_scale(_relabel(unl, lab), lab, check=False)
     assert abs(back.scale * 6.0 - 1) < 0.15, back.scale

@@ -255,7 +255,14 @@ class FamilyRun:
 
     @functools.cached_property
     def _u_phase(self):
-        """U's axon phase (:func:`ads_synth.family.look.unlabeled_phase`), found once per run."""
+        """U's axon phase: the majority of the phases the scale phase's detector recorded per U image, or
+        (``--scale`` given, or a run from before they were recorded) :func:`ads_synth.family.look.unlabeled_phase`."""
+        from ads_synth.translation.scale import majority_phase
+
+        images = (self.state.result("scale").get("estimate") or {}).get("images", [])
+        recorded = [im for im in images if im.get("domain") == "U" and "axon_phase" in im]
+        if recorded:
+            return majority_phase(im["axon_phase"] for im in recorded)
         from ads_synth.data.images import read_image
         from ads_synth.family.look import unlabeled_phase
 

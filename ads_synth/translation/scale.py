@@ -74,6 +74,8 @@ class ImageSize:
         The detector's smoothing (pixels of the image).
     scale : float or None
         U only: this image's estimate ``diameter_um / D_L``.
+    axon_phase : str or None
+        The intensity phase the detector took as the axons (:func:`axon_phase`): ``"dark"``, ``"bright"`` or None.
     diameters_um : numpy.ndarray or None
         The axon diameters ``diameter_um`` comes from (for the bootstrap; not written to JSON).
     """
@@ -86,6 +88,7 @@ class ImageSize:
     detected_um: float | None = None
     smoothing_px: float | None = None
     scale: float | None = None
+    axon_phase: str | None = None
     diameters_um: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
@@ -201,7 +204,7 @@ def axon_phase(image, *, max_pixels=MAX_PIXELS, crop_side=CROP_SIDE, seed=0):
         ``"dark"`` (dark axons in brighter myelin, as SEM), ``"bright"`` (as TEM and bright field) or None when
         nothing round was found.
     """
-    return majority_phase([_detect_axons(c)[2] for c in _crops(np.asarray(image), max_pixels, crop_side, seed)])
+    return _detect(image, 1.0, max_pixels, crop_side, seed)[2]
 
 
 def majority_phase(phases):
@@ -311,11 +314,12 @@ def _bootstrap(l_sizes, u_sizes, n, seed):
 
 
 def _detect(image, pixel_size, max_pixels, crop_side, seed):
+    """Detected axon diameters (um), median smoothing and majority axon phase over the image's crops."""
     crops = _crops(np.asarray(image), max_pixels, crop_side, seed)
-    found = [detected_axon_diameters(c) for c in crops]
+    found = [_detect_axons(c) for c in crops]
     d = np.concatenate([f[0] for f in found])
     smoothing = [f[1] for f in found if math.isfinite(f[1])]
-    return d * pixel_size, (float(np.median(smoothing)) if smoothing else None)
+    return d * pixel_size, (float(np.median(smoothing)) if smoothing else None), majority_phase(f[2] for f in found)
 
 
 def measure_labeled(samples, pixel_sizes, *, check=True, max_pixels=MAX_PIXELS, crop_side=CROP_SIDE,
@@ -330,8 +334,8 @@ def measure_labeled(samples, pixel_sizes, *, check=True, max_pixels=MAX_PIXELS, 
         rec = ImageSize(name=s.name, domain="L", pixel_size=px, diameter_um=area_weighted_median(d),
                         n_axons=int(d.size), diameters_um=d)
         if check:
-            det, smooth = _detect(read_image(s.image, allow_large=True), px, max_pixels, crop_side, seed)
-            rec.detected_um, rec.smoothing_px = area_weighted_median(det), smooth
+            det, smooth, phase = _detect(read_image(s.image, allow_large=True), px, max_pixels, crop_side, seed)
+            rec.detected_um, rec.smoothing_px, rec.axon_phase = area_weighted_median(det), smooth, phase
         out.append(rec)
     return out
 
@@ -342,9 +346,9 @@ def measure_unlabeled(samples, pixel_sizes, *, max_pixels=MAX_PIXELS, crop_side=
 
     out = []
     for s, px in zip(samples, pixel_sizes):
-        det, smooth = _detect(read_image(s.image, allow_large=True), px, max_pixels, crop_side, seed)
+        det, smooth, phase = _detect(read_image(s.image, allow_large=True), px, max_pixels, crop_side, seed)
         out.append(ImageSize(name=s.name, domain="U", pixel_size=px, diameter_um=area_weighted_median(det),
-                             n_axons=int(det.size), smoothing_px=smooth, diameters_um=det))
+                             n_axons=int(det.size), smoothing_px=smooth, axon_phase=phase, diameters_um=det))
     return out
 
 
