@@ -18,7 +18,7 @@ image is scored on its central ``--crop-um`` x ``--crop-um`` micrometres.
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/scale_dice.py --sem ../shared/data/sem-dev --out OUT.jsonl \
-        [--scales 8 6 5 4 3 2 1] [--modes invert] [--crop-um 40]
+        [--scales 8 6 5 4 3 2 1] [--modes invert] [--crop-um 40] [--morphometrics]
 
 Each (mode, scale, image) is one JSON line in ``--out`` (appended, so a run that is stopped keeps what it did, and
 lines already there are skipped); the summary table is printed at the end.
@@ -59,6 +59,11 @@ def match_to_histogram(img, ref_hist):
     return lut[img].astype(np.float32)
 
 
+#: Morphometric columns written with ``--morphometrics`` (:func:`label_map_morphometrics`'s names).
+MORPHO_KEYS = ("pred_fibres", "truth_fibres", "fibres_reldiff", "pred_gratio_median", "truth_gratio_median",
+               "gratio_median_absdiff", "pred_axon_diam_median", "truth_axon_diam_median", "axon_diam_median_reldiff")
+
+
 def center_crop(arr, side):
     h, w = arr.shape
     sh, sw = min(h, side), min(w, side)
@@ -74,6 +79,9 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["invert"], choices=["invert", "histmatch"])
     parser.add_argument("--crop-um", type=float, default=40.0)
     parser.add_argument("--model", default=str(L_MODEL))
+    parser.add_argument("--morphometrics", action="store_true",
+                        help="also AxonDeepSeg's morphometrics of each crop against its manual labels: fibre count, "
+                             "median g-ratio and axon diameter (what the scale does to the measurements)")
     args = parser.parse_args()
 
     import torch
@@ -85,6 +93,7 @@ def main():
     from ads_synth.data.resample import rescale, scale_factor
     from ads_synth.segmentation.confidence import label_and_confidence
     from ads_synth.segmentation.metrics import label_map_metrics
+    from ads_synth.segmentation.morphometrics import label_map_morphometrics
     from ads_synth.segmentation.predict import SegmentationModel
     from ads_synth.segmentation.pseudo import OutputOptions, _finish_label
 
@@ -118,17 +127,28 @@ def main():
                        "crop_px": list(img.shape), "model_grid_px": list(x.shape),
                        "seconds": round(time.perf_counter() - t0, 2),
                        "dice_axon": m["axon"]["dice"], "dice_myelin": m["myelin"]["dice"]}
+                if args.morphometrics:
+                    mm = label_map_morphometrics(label, truth, s.pixel_size)
+                    rec.update({k: mm[k] for k in MORPHO_KEYS})
                 with out.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
                 print(json.dumps(rec), flush=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    print("\nmode       scale  axon Dice  myelin Dice  images  seconds")
+    morpho = all("pred_fibres" in r for r in rows)
+    print("\nmode       scale  axon Dice  myelin Dice  images  seconds"
+          + ("  fibres pred/manual  |d fibres|  |d g|  |d axon diam.|" if morpho else ""))
     for mode in sorted({r["mode"] for r in rows}):
         for scale in sorted({r["scale"] for r in rows if r["mode"] == mode}):
             sel = [r for r in rows if r["mode"] == mode and r["scale"] == scale]
-            print(f"{mode:10s} {scale:5.2f}  {np.mean([r['dice_axon'] for r in sel]):.3f}      "
-                  f"{np.mean([r['dice_myelin'] for r in sel]):.3f}        {len(sel)}     "
-                  f"{sum(r['seconds'] for r in sel):.0f}")
+            line = (f"{mode:10s} {scale:5.2f}  {np.mean([r['dice_axon'] for r in sel]):.3f}      "
+                    f"{np.mean([r['dice_myelin'] for r in sel]):.3f}        {len(sel)}     "
+                    f"{sum(r['seconds'] for r in sel):.0f}")
+            if morpho:
+                mean = {k: np.nanmean([r[k] for r in sel]) for k in MORPHO_KEYS}
+                line += (f"  {mean['pred_fibres']:.0f} / {mean['truth_fibres']:.0f}"
+                         f"       {100 * mean['fibres_reldiff']:.1f}%     {mean['gratio_median_absdiff']:.3f}"
+                         f"  {100 * mean['axon_diam_median_reldiff']:.1f}%")
+            print(line)
 
 
 if __name__ == "__main__":
