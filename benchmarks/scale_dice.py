@@ -59,7 +59,7 @@ def match_to_histogram(img, ref_hist):
     return lut[img].astype(np.float32)
 
 
-#: Morphometric columns written with ``--morphometrics`` (:func:`label_map_morphometrics`'s names).
+#: Morphometric columns written with ``--morphometrics`` (:func:`comparison_row`'s names).
 MORPHO_KEYS = ("pred_fibres", "truth_fibres", "fibres_reldiff", "pred_gratio_median", "truth_gratio_median",
                "gratio_median_absdiff", "pred_axon_diam_median", "truth_axon_diam_median", "axon_diam_median_reldiff")
 
@@ -93,7 +93,7 @@ def main():
     from ads_synth.data.resample import rescale, scale_factor
     from ads_synth.segmentation.confidence import label_and_confidence
     from ads_synth.segmentation.metrics import label_map_metrics
-    from ads_synth.segmentation.morphometrics import label_map_morphometrics
+    from ads_synth.segmentation.morphometrics import comparison_row, measure_fibres
     from ads_synth.segmentation.predict import SegmentationModel
     from ads_synth.segmentation.pseudo import OutputOptions, _finish_label
 
@@ -106,6 +106,7 @@ def main():
     model = SegmentationModel(args.model, device="cpu")
     ref_hist = pooled_histogram(find_samples(labeled_set("TEM"))) if "histmatch" in args.modes else None
     sem = find_samples(args.sem, require_labels=True, require_pixel_size=True)
+    truth_fibres = {}
     for mode in args.modes:
         for scale in args.scales:
             for s in sem:
@@ -128,7 +129,9 @@ def main():
                        "seconds": round(time.perf_counter() - t0, 2),
                        "dice_axon": m["axon"]["dice"], "dice_myelin": m["myelin"]["dice"]}
                 if args.morphometrics:
-                    mm = label_map_morphometrics(label, truth, s.pixel_size)
+                    if s.name not in truth_fibres:  # the same manual crop at every scale and mode
+                        truth_fibres[s.name] = measure_fibres(truth, s.pixel_size)[0]
+                    mm = comparison_row(measure_fibres(label, s.pixel_size)[0], truth_fibres[s.name])
                     rec.update({k: mm[k] for k in MORPHO_KEYS})
                 with out.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
